@@ -1,0 +1,5 @@
+"""Exactag S2S Tracking API destination (vendor-docs/exactag.txt)."""
+
+from datafly.destinations.exactag.destination import ExactagDestination as DESTINATION
+
+__all__ = ["DESTINATION"]

@@ -1,0 +1,76 @@
+"""Exactag S2S Tracking API: one GET per event, fields in the query (vendor-docs/exactag.txt)."""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from collections.abc import Sequence
+
+from datafly.destinations.base import (
+    Destination,
+    Formatted,
+    Item,
+    ItemOutcome,
+    OutboundRequest,
+    SettingField,
+    Settings,
+    Skip,
+    VendorResponse,
+    classify_status,
+    load_presets,
+)
+from datafly.destinations.exactag.query import build_hit
+
+__all__ = ["AUTH_HINT", "ExactagDestination"]
+
+AUTH_HINT = "The campaign code is wrong or not active. Re-check campaign_code with Exactag."
+VERSION = "1.0"
+
+
+class ExactagDestination(Destination):
+    vendor = "exactag"
+    title = "Exactag"
+    settings_schema = (
+        SettingField(
+            "campaign_code",
+            secret=True,
+            description=(
+                "Your 32-byte encrypted, brand-specific Exactag campaign code. "
+                "Provided by Exactag during onboarding. Treat it as a credential."
+            ),
+        ),
+    )
+    presets = load_presets(os.path.dirname(__file__))
+    default_endpoint = "https://m.exactag.com/s2s/pi.ashx"
+    max_batch = 1
+    max_wait = 0.0
+
+    def format_item(self, item: Item, settings: Settings) -> Formatted | Skip:
+        hit = build_hit(item.event, item.mapping, item.first_in_session)
+        if isinstance(hit, Skip):
+            return hit
+        query, headers = hit
+        return Formatted(item.id, {"query": query, "headers": headers})
+
+    def build_requests(
+        self, formatted: Sequence[Formatted], settings: Settings, endpoint: str
+    ) -> list[OutboundRequest]:
+        requests = []
+        for entry in formatted:
+            query = {"campaign": str(settings["campaign_code"]), "version": VERSION, **entry.payload["query"]}
+            encoded = urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
+            separator = "&" if urllib.parse.urlsplit(endpoint).query else "?"
+            requests.append(
+                OutboundRequest(
+                    "GET",
+                    f"{endpoint}{separator}{encoded}",
+                    dict(entry.payload["headers"]),
+                    None,
+                    (entry.item_id,),
+                )
+            )
+        return requests
+
+    def classify(self, request: OutboundRequest, response: VendorResponse) -> dict[str, ItemOutcome]:
+        outcome = classify_status(response, auth_hint=AUTH_HINT)
+        return {item_id: outcome for item_id in request.item_ids}

@@ -1,0 +1,85 @@
+"""One processed event -> the Exactag S2S query and forwarded headers (pure: VENDOR-NOTES table)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from datafly.destinations.base import Event, Skip, event_key
+
+__all__ = ["CONVERSION_EVENT", "CONVERSION_SITEGROUP", "build_hit", "is_conversion"]
+
+CONVERSION_EVENT = "Order Completed"
+CONVERSION_SITEGROUP = "conversion"
+SEARCH_EVENT = "Products Searched"
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _text(value: Any) -> str | None:
+    """The query-string form of a value; None for absent, empty, or structured values."""
+    if value is None or isinstance(value, Mapping | list):
+        return None
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    text = str(value).strip()
+    return text or None
+
+
+def is_conversion(event: Event, sitegroup: str) -> bool:
+    """Conversions carry order fields and the customer id.
+
+    An event is a conversion when it is ``Order Completed`` (whatever sitegroup code the brand maps
+    it to) or when it is mapped to the default conversion sitegroup ``conversion``.
+    """
+    return event_key(event) == CONVERSION_EVENT or sitegroup == CONVERSION_SITEGROUP
+
+
+def _customer_id(user_id: Any) -> str | None:
+    text = _text(user_id)
+    if text and "@" in text:  # a user id that is an email is PII: Exactag gets its hash only
+        return hashlib.sha256(text.lower().encode()).hexdigest()
+    return text
+
+
+def build_hit(
+    event: Event, sitegroup: str, first_in_session: bool
+) -> tuple[dict[str, str], dict[str, str]] | Skip:
+    """``(query without campaign/version, headers)`` for one event, or why it is not sent."""
+    if not sitegroup:
+        return Skip("no sitegroup: the event is not mapped for this integration")
+    euk = _text(event.get("anonymousId"))
+    if not euk:
+        return Skip("no anonymousId: Exactag needs the first-party user key (euk)")
+    properties = _mapping(event.get("properties"))
+    context = _mapping(event.get("context"))
+    session = _mapping(context.get("session"))
+    consent = _mapping(context.get("consent"))
+    conversion = is_conversion(event, sitegroup)
+
+    fields: dict[str, str | None] = {
+        "sitegroup": sitegroup,
+        "euk": euk,
+        "sessionid": _text(session.get("id")),
+        "sescount": _text(session.get("number")),
+        "sesevent": "1" if first_in_session else "0",
+        "referrer": _text(_mapping(context.get("page")).get("url")),
+        "search": _text(properties.get("query")) if event_key(event) == SEARCH_EVENT else None,
+        "orderid": _text(properties.get("order_id")) if conversion else None,
+        "totalprice": _text(properties.get("revenue")) if conversion else None,
+        "customerid": _customer_id(event.get("userId")) if conversion else None,
+        "level": _text(properties.get("affiliation")) if conversion else None,
+        "optout": "0" if _mapping(consent.get("canonical")).get("marketing") is True else "1",
+        "consent_string": _text(consent.get("tcf_string")),
+    }
+    headers = {
+        "X-Forwarded-For": _text(context.get("ip")),
+        "User-Agent": _text(context.get("userAgent")),
+    }
+    return (
+        {k: v for k, v in fields.items() if v is not None},
+        {k: v for k, v in headers.items() if v is not None},
+    )
