@@ -1,0 +1,115 @@
+"""The ``datafly`` command: serve, check, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from datafly.config import Config, load_config
+from datafly.errors import ConfigError
+
+
+def _load(path: str) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        return None
+
+
+def home_dir() -> str:
+    return os.path.abspath(os.environ.get("DATAFLY_HOME", "./.datafly"))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    print(f"{args.config}: ok ({len(config.sources)} sources, {len(config.integrations)} integrations)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    import uvicorn
+
+    from datafly.app import DataflyApp
+    from datafly.runtime import Runtime
+
+    logging.basicConfig(
+        level=os.environ.get("DATAFLY_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    runtime = Runtime(config=config, home=home_dir(), role=args.role)
+    app = DataflyApp(runtime)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_level="warning",
+            timeout_graceful_shutdown=15,
+            backlog=4096,
+        )
+    )
+    logging.getLogger("datafly").info(
+        "datafly %s serving on http://%s:%d (home %s)", args.role, args.host, args.port, runtime.home
+    )
+    server.run()
+    return 0 if server.started else 1
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    from datafly.runtime import open_backend
+
+    backend = open_backend(config, home_dir())
+    migrate = getattr(backend, "migrate", None)
+
+    async def run() -> int:
+        if migrate is not None:
+            version = await migrate()
+        else:
+            await backend.start()
+            await backend.close()
+            version = "current"
+        print(f"schema at version {version}")
+        return 0
+
+    return asyncio.run(run())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="datafly", description="Datafly Signal: server-side event delivery")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the gateway, processor, delivery and management")
+    serve.add_argument("--config", required=True)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--role", choices=("all", "gateway", "processor", "delivery"), default="all")
+    serve.set_defaults(func=cmd_serve)
+    check = sub.add_parser("check", help="validate a config file")
+    check.add_argument("--config", required=True)
+    check.set_defaults(func=cmd_check)
+    migrate = sub.add_parser("migrate", help="apply storage schema migrations")
+    migrate.add_argument("--config", required=True)
+    migrate.set_defaults(func=cmd_migrate)
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

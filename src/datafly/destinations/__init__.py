@@ -1,0 +1,1 @@
+"""Vendor destinations: one folder per vendor, discovered by :mod:`datafly.destinations.registry`."""

@@ -1,0 +1,30 @@
+"""Typed errors.
+
+DataflyError
+├── ConfigError          a config file that cannot be used (lists every problem)
+├── BadRequest           a client request the gateway refuses (carries the HTTP status)
+└── StorageUnavailable   the storage behind the gateway cannot be reached right now
+"""
+
+from __future__ import annotations
+
+
+class DataflyError(Exception):
+    pass
+
+
+class ConfigError(DataflyError):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class BadRequest(DataflyError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class StorageUnavailable(DataflyError):
+    pass

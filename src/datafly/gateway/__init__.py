@@ -1,0 +1,1 @@
+"""The gateway: the ASGI app that takes events in (see CONTRACT.md, "Ingestion API")."""

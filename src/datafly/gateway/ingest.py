@@ -1,0 +1,231 @@
+"""The ingestion routes: ``POST /v1/batch`` and ``/v1/t|p|i|g``.
+
+A request is answered 200 only after every event of it is durably stored; a request with one
+bad event is refused whole, so nothing is half-accepted.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from http.cookies import SimpleCookie
+from typing import Any
+
+import orjson
+
+from datafly.config import GatewayConfig, ProcessingConfig, Source
+from datafly.errors import BadRequest, StorageUnavailable
+from datafly.gateway.asgi import Headers, Receive, Scope, Send, header_map, respond_error
+from datafly.gateway.body import decode_body, read_body
+from datafly.gateway.ratelimit import TokenBucket
+from datafly.gateway.sources import SourceIndex, cors_headers
+from datafly.observe import Metrics
+from datafly.processing.normalise import RequestInfo, normalise_event
+from datafly.store.base import Backend
+
+ROUTES: dict[str, str | None] = {
+    "/v1/batch": None,
+    "/v1/import": None,
+    "/v1/t": "track",
+    "/v1/p": "page",
+    "/v1/i": "identify",
+    "/v1/g": "group",
+    "/v1/track": "track",
+    "/v1/page": "page",
+    "/v1/identify": "identify",
+    "/v1/group": "group",
+}
+_OK = orjson.dumps({"success": True})
+
+
+class Ingest:
+    def __init__(
+        self,
+        backend: Backend,
+        sources: SourceIndex,
+        gateway: GatewayConfig,
+        processing: ProcessingConfig,
+        metrics: Metrics,
+    ) -> None:
+        self.backend = backend
+        self.sources = sources
+        self.config = gateway
+        self.phone_region = processing.phone_region
+        self.metrics = metrics
+        self._buckets: dict[str, TokenBucket] = {}
+
+    # helpers -----------------------------------------------------------------------------
+    def client_address(self, scope: Scope, headers: dict[bytes, bytes]) -> str:
+        peer = scope.get("client")
+        address = str(peer[0]) if peer else ""
+        forwarded = headers.get(b"x-forwarded-for")
+        if forwarded and self.config.is_trusted_proxy(address):
+            for hop in reversed([h.strip() for h in forwarded.decode("latin-1").split(",") if h.strip()]):
+                address = hop
+                if not self.config.is_trusted_proxy(hop):
+                    break
+        return address
+
+    def is_https(self, scope: Scope, headers: dict[bytes, bytes]) -> bool:
+        if scope.get("scheme") == "https":
+            return True
+        peer = scope.get("client")
+        proto = headers.get(b"x-forwarded-proto")
+        return bool(proto == b"https" and peer and self.config.is_trusted_proxy(str(peer[0])))
+
+    def visitor_id(self, headers: dict[bytes, bytes]) -> str | None:
+        raw = headers.get(b"cookie")
+        if not raw or self.config.cookie_name.encode() not in raw:
+            return None
+        cookie: SimpleCookie = SimpleCookie()
+        try:
+            cookie.load(raw.decode("latin-1"))
+        except Exception:
+            return None
+        morsel = cookie.get(self.config.cookie_name)
+        value = morsel.value if morsel else ""
+        return value if 0 < len(value) <= 128 else None
+
+    def set_cookie(self, visitor: str, secure: bool) -> tuple[bytes, bytes]:
+        parts = [
+            f"{self.config.cookie_name}={visitor}",
+            "Path=/",
+            f"Max-Age={self.config.cookie_max_age}",
+            "HttpOnly",
+        ]
+        parts.append("SameSite=Lax")  # the gateway is first-party: a subdomain of the shop's site
+        if secure:
+            parts.append("Secure")
+        return b"set-cookie", "; ".join(parts).encode("latin-1")
+
+    def rate_limited(self, source: Source, count: int) -> float:
+        if not source.rate_limit:
+            return 0.0
+        bucket = self._buckets.get(source.id)
+        if bucket is None or bucket.rate != source.rate_limit:
+            bucket = self._buckets[source.id] = TokenBucket(source.rate_limit)
+        return bucket.take(count)
+
+    # the route ---------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, forced_type: str | None) -> None:
+        headers = header_map(scope)
+        origin = headers.get(b"origin")
+        extra: Headers = []
+        try:
+            if scope["method"] == "OPTIONS":
+                await self.preflight(scope, headers, send)
+                return
+            if scope["method"] != "POST":
+                raise BadRequest(405, "use POST")
+            key = self.sources.key_from_headers(headers.get(b"authorization"), scope.get("query_string", b""))
+            source = self.sources.by_key.get(key) if key else None
+            if key is not None and source is None:
+                raise BadRequest(401, "unknown pipeline key")
+            if origin is not None:
+                origin_text = origin.decode("latin-1")
+                if not self.sources.origin_allowed(source, origin_text):
+                    raise BadRequest(403, f"origin {origin_text} is not allowed for this source")
+                extra = cors_headers(origin_text)
+            limit = self.config.max_body_bytes
+            body = await read_body(receive, limit, headers.get(b"content-length"))
+            body = decode_body(body, headers.get(b"content-encoding"), limit)
+            try:
+                payload = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise BadRequest(400, f"malformed JSON: {exc}") from exc
+            if not isinstance(payload, dict):
+                raise BadRequest(400, "the body must be a JSON object")
+            if source is None:
+                write_key = payload.get("writeKey") or payload.get("write_key")
+                source = self.sources.by_key.get(write_key) if isinstance(write_key, str) else None
+                if source is None:
+                    raise BadRequest(401, "unknown pipeline key" if write_key else "missing pipeline key")
+                if origin is not None and not self.sources.origin_allowed(source, origin.decode("latin-1")):
+                    raise BadRequest(403, "origin is not allowed for this source")
+            raw_events = self.events_of(payload, forced_type)
+            wait = self.rate_limited(source, len(raw_events))
+            if wait:
+                extra.append((b"retry-after", str(max(1, round(wait))).encode()))
+                raise BadRequest(429, f"source {source.id} is over its rate limit")
+            visitor = self.visitor_id(headers)
+            new_visitor = visitor is None
+            if visitor is None:
+                visitor = uuid.uuid4().hex
+            info = RequestInfo(
+                source_id=source.id,
+                ip=self.client_address(scope, headers),
+                user_agent=headers.get(b"user-agent", b"").decode("latin-1"),
+                anonymous_id=visitor,
+                received_at=time.time(),
+                phone_region=self.phone_region,
+            )
+            stored: list[bytes] = []
+            used_id = visitor
+            many = forced_type is None
+            for index, raw in enumerate(raw_events):
+                event = normalise_event(raw, info, forced_type, f"batch[{index}]" if many else "")
+                used_id = event["anonymousId"]
+                stored.append(orjson.dumps(event))
+            try:
+                await self.backend.append_inbound(stored)
+            except StorageUnavailable as exc:
+                extra.append((b"retry-after", b"5"))
+                raise BadRequest(503, f"storage unavailable, retry later: {exc}") from exc
+        except BadRequest as exc:
+            self.metrics.refused.labels(str(exc.status)).inc()
+            await respond_error(send, exc.status, exc.message, extra)
+            return
+        self.metrics.accepted.labels(source.id).inc(len(stored))
+        if new_visitor:
+            extra.append(self.set_cookie(visitor, self.is_https(scope, headers)))
+            body_out = orjson.dumps({"success": True, "anonymousId": used_id})
+        elif used_id != visitor:
+            body_out = orjson.dumps({"success": True, "anonymousId": used_id})
+        else:
+            body_out = _OK
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), *extra],
+            }
+        )
+        await send({"type": "http.response.body", "body": body_out})
+
+    def events_of(self, payload: dict[str, Any], forced_type: str | None) -> list[Any]:
+        if forced_type is not None:
+            return [payload]
+        batch = payload.get("batch")
+        if batch is None and "type" in payload:
+            return [payload]
+        if not isinstance(batch, list):
+            raise BadRequest(400, 'expected {"batch": [event, ...]}')
+        if not batch:
+            raise BadRequest(400, "the batch is empty")
+        if len(batch) > self.config.max_batch_events:
+            raise BadRequest(
+                413, f"too many events: {len(batch)} (at most {self.config.max_batch_events} per request)"
+            )
+        context = payload.get("context")
+        if isinstance(context, dict):  # Segment's batch-level context applies to every event
+            batch = [
+                {**e, "context": {**context, **(e.get("context") or {})}} if isinstance(e, dict) else e
+                for e in batch
+            ]
+        return batch
+
+    async def preflight(self, scope: Scope, headers: dict[bytes, bytes], send: Send) -> None:
+        origin = headers.get(b"origin")
+        key = self.sources.key_from_headers(None, scope.get("query_string", b""))
+        source = self.sources.by_key.get(key) if key else None
+        if origin is None or not self.sources.origin_allowed(source, origin.decode("latin-1")):
+            await respond_error(send, 403, "origin not allowed")
+            return
+        allow = [
+            *cors_headers(origin.decode("latin-1")),
+            (b"access-control-allow-methods", b"POST, OPTIONS"),
+            (b"access-control-allow-headers", b"Authorization, Content-Type, Content-Encoding"),
+            (b"access-control-max-age", b"600"),
+        ]
+        await send({"type": "http.response.start", "status": 204, "headers": allow})
+        await send({"type": "http.response.body", "body": b""})

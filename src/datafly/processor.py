@@ -1,0 +1,158 @@
+"""The processor role: reads accepted events, runs the pure pipeline, fills the queues.
+
+It processes events in the order they were accepted. Profiles are cached in memory when the
+backend says only one processor runs (the embedded default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+import orjson
+
+from datafly.config import ProcessingConfig
+from datafly.integrations import IntegrationSet
+from datafly.observe import DebugBus, Metrics
+from datafly.processing.pipeline import process_event
+from datafly.processing.profile import Profile
+from datafly.store.base import Backend
+from datafly.store.records import InboundEvent, LogRow, NewDelivery
+
+log = logging.getLogger("datafly.processor")
+_BATCH = 500
+_CACHE = 50_000
+
+
+class Processor:
+    def __init__(
+        self,
+        backend: Backend,
+        integrations: IntegrationSet,
+        config: ProcessingConfig,
+        metrics: Metrics,
+        bus: DebugBus,
+        cache_profiles: bool = True,
+    ) -> None:
+        self.backend = backend
+        self.integrations = integrations
+        self.config = config
+        self.metrics = metrics
+        self.bus = bus
+        self._cache: OrderedDict[str, Profile] | None = OrderedDict() if cache_profiles else None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Process until ``stop`` is set and nothing accepted is left unprocessed."""
+        while True:
+            try:
+                count = await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("processing failed; retrying in 1s")
+                await asyncio.sleep(1.0)
+                continue
+            if count == 0:
+                if stop.is_set():
+                    return
+                await self.backend.wait("inbound", 0.5)
+
+    async def step(self) -> int:
+        batch = await self.backend.read_inbound(_BATCH)
+        if batch:
+            await self.process(batch)
+        return len(batch)
+
+    async def _profiles(self, anonymous_ids: set[str]) -> dict[str, Profile]:
+        found: dict[str, Profile] = {}
+        missing = []
+        for aid in anonymous_ids:
+            cached = self._cache.get(aid) if self._cache is not None else None
+            if cached is not None:
+                found[aid] = cached
+            else:
+                missing.append(aid)
+        if missing:
+            found.update(await self.backend.load_profiles(missing))
+        for aid in anonymous_ids:
+            found.setdefault(aid, Profile(anonymous_id=aid))
+        return found
+
+    async def process(self, batch: list[InboundEvent]) -> None:
+        now = time.time()
+        events = [b.event for b in batch]
+        profiles = await self._profiles({e["anonymousId"] for e in events})
+        seen = await self.backend.seen_message_ids(
+            [e["messageId"] for e in events], now - self.config.dedup_window
+        )
+        routes = self.integrations.routes()
+        deliveries: list[NewDelivery] = []
+        logs: list[LogRow] = []
+        message_ids: list[tuple[str, float]] = []
+        touched: dict[str, Profile] = {}
+        for event in events:
+            mid = event["messageId"]
+            if mid in seen:
+                self.metrics.duplicates.inc()
+                self._publish({"stage": "duplicate", "message_id": mid})
+                continue
+            seen.add(mid)
+            message_ids.append((mid, now))
+            profile = profiles[event["anonymousId"]]
+            result = process_event(event, profile, routes, self.config.session_timeout)
+            touched[profile.anonymous_id] = profile
+            body = orjson.dumps(result.event) if result.routed else b""
+            for routed in result.routed:
+                deliveries.append(
+                    NewDelivery(routed.integration_id, mid, routed.mapping, routed.first_in_session, body)
+                )
+                self.metrics.routed.labels(routed.integration_id).inc()
+            for filtered in result.filtered:
+                logs.append(LogRow(now, filtered.integration_id, (mid,), "filtered", filtered.reason))
+                self.metrics.filtered.labels(filtered.integration_id).inc()
+            if self.bus.active:
+                self._publish_event(result.event, result.routed, result.filtered)
+        try:
+            await self.backend.commit_processed(batch, list(touched.values()), message_ids, deliveries, logs)
+        except BaseException:
+            if self._cache is not None:
+                self._cache.clear()  # the cached profiles were changed by a batch that was not stored
+            raise
+        self.metrics.processed.inc(len(message_ids))
+        if self._cache is not None:
+            for aid, profile in touched.items():
+                self._cache[aid] = profile
+                self._cache.move_to_end(aid)
+            while len(self._cache) > _CACHE:
+                self._cache.popitem(last=False)
+
+    def _publish(self, entry: dict[str, Any]) -> None:
+        if self.bus.active:
+            self.bus.publish({"at": time.time(), **entry})
+
+    def _publish_event(self, event: dict[str, Any], routed: list[Any], filtered: list[Any]) -> None:
+        mid = event["messageId"]
+        self._publish({"stage": "received", "message_id": mid, "event": event})
+        for f in filtered:
+            self._publish(
+                {
+                    "stage": "consent",
+                    "message_id": mid,
+                    "integration_id": f.integration_id,
+                    "decision": "filtered",
+                    "reason": f.reason,
+                }
+            )
+        for r in routed:
+            self._publish(
+                {
+                    "stage": "consent",
+                    "message_id": mid,
+                    "integration_id": r.integration_id,
+                    "decision": "granted",
+                    "mapping": r.mapping,
+                }
+            )

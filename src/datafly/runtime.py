@@ -1,0 +1,184 @@
+"""The running system in one process: storage, the processor, one worker per integration.
+
+``datafly serve`` builds one :class:`Runtime` and hands it to the ASGI app; its lifespan
+starts and stops it. Stopping drains: the processor finishes every accepted event, and the
+workers get a short grace period to deliver what is due, the rest stays queued on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from datafly.config import Config, Integration
+from datafly.delivery.http import client_session
+from datafly.delivery.worker import IntegrationWorker
+from datafly.destinations.registry import get_destination
+from datafly.gateway.sources import SourceIndex
+from datafly.integrations import IntegrationSet
+from datafly.observe import DebugBus, Metrics
+from datafly.processor import Processor
+from datafly.store.base import Backend
+
+log = logging.getLogger("datafly")
+ROLES = ("all", "gateway", "processor", "delivery")
+
+
+def open_backend(config: Config, home: str) -> Backend:
+    if config.storage or config.queue:
+        import importlib
+
+        scaled = importlib.import_module("datafly.store.scaled")
+        backend: Backend = scaled.open_scaled_backend(config, home)
+        return backend
+    from datafly.store.embedded import EmbeddedBackend
+
+    return EmbeddedBackend(home)
+
+
+@dataclass
+class _RunningWorker:
+    integration: Integration
+    worker: IntegrationWorker
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+
+@dataclass
+class Runtime:
+    config: Config
+    home: str
+    role: str = "all"
+    shutdown_grace: float = 5.0
+    metrics: Metrics = field(default_factory=Metrics)
+    bus: DebugBus = field(default_factory=DebugBus)
+
+    def __post_init__(self) -> None:
+        self.backend = open_backend(self.config, self.home)
+        self.integrations = IntegrationSet(self.config.integrations)
+        self.sources = SourceIndex(self.config.sources)
+        self.started_at = time.time()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._workers: dict[str, _RunningWorker] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self.processor: Processor | None = None
+        # Run after storage is up and before workers start (management loads its integrations here).
+        self.startup_hooks: list[Callable[[], Awaitable[None]]] = []
+
+    @property
+    def runs_processor(self) -> bool:
+        return self.role in ("all", "processor")
+
+    @property
+    def runs_delivery(self) -> bool:
+        return self.role in ("all", "delivery")
+
+    async def start(self) -> None:
+        await self.backend.start()
+        self._stop = asyncio.Event()
+        for hook in self.startup_hooks:
+            await hook()
+        if self.runs_processor:
+            self.processor = Processor(
+                self.backend,
+                self.integrations,
+                self.config.processing,
+                self.metrics,
+                self.bus,
+                cache_profiles=getattr(self.backend, "single_process", True),
+            )
+            self._tasks.append(asyncio.create_task(self.processor.run(self._stop), name="processor"))
+        if self.runs_delivery:
+            self._session = client_session(self.config.delivery.concurrency)
+            self.integrations.on_change(self.sync_workers)
+            self.sync_workers()
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+
+    def sync_workers(self) -> None:
+        """Start a worker for each enabled integration, stop those gone or changed."""
+        if self._session is None:
+            return
+        wanted = {i.id: i for i in self.integrations.all() if i.enabled}
+        for iid, running in list(self._workers.items()):
+            if wanted.get(iid) != running.integration:
+                running.stop.set()
+                self.backend.notify(running.worker.channel)
+                del self._workers[iid]
+        for iid, integration in wanted.items():
+            if iid in self._workers:
+                continue
+            destination = get_destination(integration.vendor)
+            if destination is None:
+                log.error("integration %s: unknown vendor %s", iid, integration.vendor)
+                continue
+            worker = IntegrationWorker(
+                integration,
+                destination,
+                self.backend,
+                self.config.delivery,
+                self._session,
+                self.metrics,
+                self.bus,
+                settings=self.settings_of,
+            )
+            stop = asyncio.Event()
+            loops = 2 if destination.max_batch == 1 else 1
+            task = asyncio.create_task(worker.run(stop, loops), name=f"worker:{iid}")
+            self._workers[iid] = _RunningWorker(integration, worker, stop, task)
+
+    def settings_of(self, integration: Integration) -> dict[str, object]:
+        """The integration's settings with secrets in clear, for the formatter only."""
+        return dict(integration.settings)
+
+    async def _housekeeping(self) -> None:
+        while not self._stop.is_set():
+            try:
+                depths = await self.backend.queue_depths()
+                for integration in self.integrations.all():
+                    self.metrics.queue_depth.labels(integration.id).set(depths.get(integration.id, 0))
+                prune = getattr(self.backend, "prune", None)
+                if prune is not None and self.runs_processor:
+                    now = time.time()
+                    await prune(now - self.config.processing.dedup_window, now - 7 * 86400)
+            except Exception:
+                log.exception("housekeeping failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 30)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self.backend.notify("inbound")
+        if self.processor is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.gather(*(t for t in self._tasks if t.get_name() == "processor"))
+        deadline = time.monotonic() + self.shutdown_grace
+        while self._workers and time.monotonic() < deadline:
+            depths = await self.backend.queue_depths()
+            if not any(depths.get(iid) for iid in self._workers):
+                break
+            await asyncio.sleep(0.05)
+        for running in self._workers.values():
+            running.stop.set()
+            self.backend.notify(running.worker.channel)
+        worker_tasks = [r.task for r in self._workers.values()]
+        self._workers.clear()
+        if worker_tasks:
+            _, pending = await asyncio.wait(worker_tasks, timeout=self.config.delivery.timeout + 1)
+            for task in pending:
+                task.cancel()
+        for task in self._tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        await self.backend.close()

@@ -1,0 +1,113 @@
+"""The storage and queue interface every backend implements.
+
+The code above it (gateway, processor, delivery, management) does not know which backend
+runs. Methods that the gateway calls raise :class:`datafly.errors.StorageUnavailable` when the
+storage cannot be reached, so the gateway can answer 503 without losing anything.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any
+
+from datafly.processing.profile import Profile
+from datafly.store.records import DeadLetter, InboundEvent, LogRow, NewDelivery, QueuedItem, Retry
+
+
+class Backend(abc.ABC):
+    # lifecycle -------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    async def healthy(self) -> bool:
+        return True
+
+    # gateway -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def append_inbound(self, events: Sequence[bytes]) -> None:
+        """Store accepted events (normalised, JSON); durable when it returns."""
+
+    # processor ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def read_inbound(self, limit: int) -> list[InboundEvent]:
+        """The next accepted events not yet processed, oldest first."""
+
+    @abc.abstractmethod
+    async def load_profiles(self, anonymous_ids: Sequence[str]) -> dict[str, Profile]: ...
+
+    @abc.abstractmethod
+    async def seen_message_ids(self, message_ids: Sequence[str], since: float) -> set[str]: ...
+
+    @abc.abstractmethod
+    async def commit_processed(
+        self,
+        upto: Sequence[InboundEvent],
+        profiles: Sequence[Profile],
+        message_ids: Sequence[tuple[str, float]],
+        deliveries: Sequence[NewDelivery],
+        log: Sequence[LogRow],
+    ) -> None:
+        """Atomically: save profiles and seen ids, enqueue deliveries, log, acknowledge ``upto``."""
+
+    # delivery ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def next_due(self, integration_id: str) -> float | None:
+        """When the earliest waiting item of an integration is due (None: nothing waits)."""
+
+    @abc.abstractmethod
+    async def ready_count(self, integration_id: str, now: float, cap: int) -> int:
+        """How many items are due now, counting at most ``cap``."""
+
+    @abc.abstractmethod
+    async def lease(
+        self, integration_id: str, limit: int, now: float, lease_for: float
+    ) -> list[QueuedItem]: ...
+
+    @abc.abstractmethod
+    async def settle(
+        self,
+        integration_id: str,
+        done: Sequence[str],
+        retries: Sequence[Retry],
+        dead: Sequence[DeadLetter],
+        log: Sequence[LogRow],
+    ) -> None: ...
+
+    @abc.abstractmethod
+    async def queue_depths(self) -> dict[str, int]: ...
+
+    # dead letters and the delivery log ---------------------------------------------------
+    @abc.abstractmethod
+    async def dead_letters(
+        self, integration_id: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]: ...
+
+    @abc.abstractmethod
+    async def replay_dead_letters(
+        self, ids: Sequence[str] | None, integration_id: str | None, now: float
+    ) -> int:
+        """Put dead letters back on their queues (all of them when ``ids`` is None)."""
+
+    @abc.abstractmethod
+    async def discard_dead_letters(self, ids: Sequence[str] | None, integration_id: str | None) -> int: ...
+
+    @abc.abstractmethod
+    async def delivery_log(
+        self, integration_id: str | None = None, message_id: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]: ...
+
+    async def append_log(self, rows: Sequence[LogRow]) -> None:
+        """Write log rows outside a settle (for example filtered events)."""
+        await self.settle("", (), (), (), rows)
+
+    # signals between roles ----------------------------------------------------------------
+    def notify(self, channel: str) -> None:
+        """Wake whoever waits on ``channel`` (``inbound`` or ``queue:<integration id>``)."""
+
+    @abc.abstractmethod
+    async def wait(self, channel: str, timeout: float) -> None:
+        """Return when ``channel`` is notified or after ``timeout`` seconds."""

@@ -1,0 +1,397 @@
+"""The embedded backend: one SQLite file under ``$DATAFLY_HOME``, one process.
+
+A lock file keeps a second process off the same home. Leases do not outlive the process:
+items leased when a process died are due again as soon as the next one starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from datafly.errors import DataflyError, StorageUnavailable
+from datafly.processing.profile import Profile
+from datafly.store.base import Backend
+from datafly.store.embedded_schema import migrate
+from datafly.store.records import DeadLetter, InboundEvent, LogRow, NewDelivery, QueuedItem, Retry
+from datafly.store.sqlite_db import SqliteDatabase
+
+_QUEUE_COLUMNS = "id, integration_id, message_id, mapping, first_in_session, event, attempts, enqueued_at"
+
+
+def _item(row: tuple[Any, ...]) -> QueuedItem:
+    return QueuedItem(str(row[0]), row[1], row[2], row[3], bool(row[4]), row[5], row[6], row[7])
+
+
+def _log_params(rows: Sequence[LogRow]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            r.at,
+            r.integration_id,
+            orjson.dumps(list(r.message_ids)).decode(),
+            r.outcome,
+            r.reason,
+            r.request,
+            r.status,
+            r.response,
+            r.latency_ms,
+            r.attempt,
+        )
+        for r in rows
+    ]
+
+
+_INSERT_LOG = (
+    "INSERT INTO delivery_log (at, integration_id, message_ids, outcome, reason, request, status, response,"
+    " latency_ms, attempt) VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+class EmbeddedBackend(Backend):
+    def __init__(self, home: str, synchronous: str = "FULL") -> None:
+        self.home = home
+        os.makedirs(home, exist_ok=True)
+        self.db = SqliteDatabase(os.path.join(home, "datafly.db"), synchronous)
+        self._lock_fd: int | None = None
+        self._cursor = 0
+        self._signals: dict[str, asyncio.Event] = {}
+
+    # lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        fd = os.open(os.path.join(self.home, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise DataflyError(f"another datafly process is using {self.home}") from exc
+        self._lock_fd = fd
+        self.db.run_sync(migrate)
+        self.db.run_sync(
+            lambda c: c.execute("UPDATE queue SET leased=0, due_at=? WHERE leased=1", (time.time(),))
+        )
+        row = self.db.run_sync(lambda c: c.execute("SELECT value FROM meta WHERE key='cursor'").fetchone())
+        self._cursor = int(row[0]) if row else 0
+        self.db.start()
+
+    async def close(self) -> None:
+        await self.db.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # gateway -----------------------------------------------------------------------------
+    async def append_inbound(self, events: Sequence[bytes]) -> None:
+        rows = [(body,) for body in events]
+        try:
+            await self.db.write(lambda c: c.executemany("INSERT INTO inbox (body) VALUES (?)", rows))
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(str(exc)) from exc
+        self.notify("inbound")
+
+    # processor ---------------------------------------------------------------------------
+    async def read_inbound(self, limit: int) -> list[InboundEvent]:
+        after = self._cursor
+        rows = await self.db.read(
+            lambda c: c.execute(
+                "SELECT seq, body FROM inbox WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+            ).fetchall()
+        )
+        return [InboundEvent(seq, orjson.loads(body)) for seq, body in rows]
+
+    async def load_profiles(self, anonymous_ids: Sequence[str]) -> dict[str, Profile]:
+        ids = list(anonymous_ids)
+
+        def load(c: sqlite3.Connection) -> dict[str, Profile]:
+            found: dict[str, Profile] = {}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for aid, data in c.execute(
+                    f"SELECT anonymous_id, data FROM profiles WHERE anonymous_id IN ({marks})", chunk
+                ):
+                    found[aid] = Profile.from_dict(orjson.loads(data))
+            return found
+
+        return await self.db.read(load)
+
+    async def seen_message_ids(self, message_ids: Sequence[str], since: float) -> set[str]:
+        ids = list(message_ids)
+
+        def load(c: sqlite3.Connection) -> set[str]:
+            seen: set[str] = set()
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT message_id FROM seen WHERE message_id IN ({marks}) AND at >= ?"
+                seen.update(r[0] for r in c.execute(query, [*chunk, since]))
+            return seen
+
+        return await self.db.read(load)
+
+    async def commit_processed(
+        self,
+        upto: Sequence[InboundEvent],
+        profiles: Sequence[Profile],
+        message_ids: Sequence[tuple[str, float]],
+        deliveries: Sequence[NewDelivery],
+        log: Sequence[LogRow],
+    ) -> None:
+        if not upto:
+            return
+        cursor = max(e.token for e in upto)
+        now = time.time()
+        profile_rows = [(p.anonymous_id, orjson.dumps(p.to_dict())) for p in profiles]
+        queue_rows = [
+            (d.integration_id, d.message_id, d.mapping, int(d.first_in_session), d.event, now, now)
+            for d in deliveries
+        ]
+
+        def commit(c: sqlite3.Connection) -> None:
+            c.executemany("INSERT OR REPLACE INTO profiles (anonymous_id, data) VALUES (?, ?)", profile_rows)
+            c.executemany("INSERT OR REPLACE INTO seen (message_id, at) VALUES (?, ?)", message_ids)
+            c.executemany(
+                "INSERT INTO queue (integration_id, message_id, mapping, first_in_session, event, enqueued_at, due_at)"
+                " VALUES (?,?,?,?,?,?,?)",
+                queue_rows,
+            )
+            c.executemany(_INSERT_LOG, _log_params(log))
+            c.execute("DELETE FROM inbox WHERE seq <= ?", (cursor,))
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('cursor', ?)", (str(cursor),))
+
+        await self.db.write(commit)
+        self._cursor = cursor
+        for integration_id in {d.integration_id for d in deliveries}:
+            self.notify(f"queue:{integration_id}")
+
+    # delivery ----------------------------------------------------------------------------
+    async def next_due(self, integration_id: str) -> float | None:
+        row = await self.db.read(
+            lambda c: c.execute(
+                "SELECT min(due_at) FROM queue WHERE integration_id=?", (integration_id,)
+            ).fetchone()
+        )
+        return None if row is None or row[0] is None else float(row[0])
+
+    async def ready_count(self, integration_id: str, now: float, cap: int) -> int:
+        row = await self.db.read(
+            lambda c: c.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM queue WHERE integration_id=? AND due_at<=? LIMIT ?)",
+                (integration_id, now, cap),
+            ).fetchone()
+        )
+        return int(row[0])
+
+    async def lease(self, integration_id: str, limit: int, now: float, lease_for: float) -> list[QueuedItem]:
+        def lease(c: sqlite3.Connection) -> list[QueuedItem]:
+            rows = c.execute(
+                f"SELECT {_QUEUE_COLUMNS} FROM queue WHERE integration_id=? AND due_at<=? ORDER BY due_at, id LIMIT ?",
+                (integration_id, now, limit),
+            ).fetchall()
+            if rows:
+                c.executemany(
+                    "UPDATE queue SET leased=1, due_at=? WHERE id=?", [(now + lease_for, r[0]) for r in rows]
+                )
+            return [_item(r) for r in rows]
+
+        return await self.db.write(lease)
+
+    async def settle(
+        self,
+        integration_id: str,
+        done: Sequence[str],
+        retries: Sequence[Retry],
+        dead: Sequence[DeadLetter],
+        log: Sequence[LogRow],
+    ) -> None:
+        now = time.time()
+
+        def settle(c: sqlite3.Connection) -> None:
+            c.executemany("DELETE FROM queue WHERE id=?", [(int(i),) for i in done])
+            c.executemany(
+                "UPDATE queue SET leased=0, due_at=?, attempts=?, last_error=? WHERE id=?",
+                [(r.due_at, r.attempts, r.error[:500], int(r.id)) for r in retries],
+            )
+            for d in dead:
+                i = d.item
+                c.execute(
+                    "INSERT INTO dead_letters (integration_id, message_id, mapping, first_in_session, event, attempts,"
+                    " outcome, reason, last_request, enqueued_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        i.integration_id,
+                        i.message_id,
+                        i.mapping,
+                        int(i.first_in_session),
+                        i.event,
+                        d.attempts,
+                        d.outcome,
+                        d.reason,
+                        d.last_request,
+                        i.enqueued_at,
+                        now,
+                    ),
+                )
+                c.execute("DELETE FROM queue WHERE id=?", (int(i.id),))
+            c.executemany(_INSERT_LOG, _log_params(log))
+
+        await self.db.write(settle)
+
+    async def queue_depths(self) -> dict[str, int]:
+        rows = await self.db.read(
+            lambda c: c.execute(
+                "SELECT integration_id, count(*) FROM queue GROUP BY integration_id"
+            ).fetchall()
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
+    # dead letters and the delivery log ---------------------------------------------------
+    async def dead_letters(self, integration_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        def load(c: sqlite3.Connection) -> list[dict[str, Any]]:
+            query = (
+                "SELECT id, integration_id, message_id, mapping, event, attempts, outcome, reason, last_request,"
+                " enqueued_at, created_at FROM dead_letters"
+            )
+            params: list[Any] = []
+            if integration_id:
+                query += " WHERE integration_id=?"
+                params.append(integration_id)
+            query += " ORDER BY id DESC LIMIT ?"
+            params.append(limit)
+            keys = (
+                "id",
+                "integration_id",
+                "message_id",
+                "mapping",
+                "event",
+                "attempts",
+                "outcome",
+                "reason",
+                "last_request",
+                "enqueued_at",
+                "created_at",
+            )
+            found = []
+            for row in c.execute(query, params):
+                entry = dict(zip(keys, row, strict=True))
+                entry["id"] = str(entry["id"])
+                entry["event"] = orjson.loads(entry["event"])
+                entry["last_request"] = orjson.loads(entry["last_request"]) if entry["last_request"] else None
+                found.append(entry)
+            return found
+
+        return await self.db.read(load)
+
+    @staticmethod
+    def _dead_filter(ids: Sequence[str] | None, integration_id: str | None) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if ids is not None:
+            clauses.append(f"id IN ({','.join('?' * len(ids))})" if ids else "0")
+            params.extend(int(i) for i in ids)
+        if integration_id:
+            clauses.append("integration_id=?")
+            params.append(integration_id)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    async def replay_dead_letters(
+        self, ids: Sequence[str] | None, integration_id: str | None, now: float
+    ) -> int:
+        where, params = self._dead_filter(ids, integration_id)
+
+        def replay(c: sqlite3.Connection) -> list[str]:
+            rows = c.execute(
+                f"SELECT id, integration_id, message_id, mapping, first_in_session, event FROM dead_letters{where}",
+                params,
+            ).fetchall()
+            c.executemany(
+                "INSERT INTO queue (integration_id, message_id, mapping, first_in_session, event, enqueued_at, due_at)"
+                " VALUES (?,?,?,?,?,?,?)",
+                [(r[1], r[2], r[3], r[4], r[5], now, now) for r in rows],
+            )
+            c.executemany("DELETE FROM dead_letters WHERE id=?", [(r[0],) for r in rows])
+            return [r[1] for r in rows]
+
+        integrations = await self.db.write(replay)
+        for iid in set(integrations):
+            self.notify(f"queue:{iid}")
+        return len(integrations)
+
+    async def discard_dead_letters(self, ids: Sequence[str] | None, integration_id: str | None) -> int:
+        where, params = self._dead_filter(ids, integration_id)
+        return await self.db.write(lambda c: c.execute(f"DELETE FROM dead_letters{where}", params).rowcount)
+
+    async def delivery_log(
+        self, integration_id: str | None = None, message_id: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        def load(c: sqlite3.Connection) -> list[dict[str, Any]]:
+            clauses: list[str] = []
+            params: list[Any] = []
+            if integration_id:
+                clauses.append("integration_id=?")
+                params.append(integration_id)
+            if message_id:
+                clauses.append("message_ids LIKE ?")
+                params.append(f'%"{message_id}"%')
+            where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+            keys = (
+                "id",
+                "at",
+                "integration_id",
+                "message_ids",
+                "outcome",
+                "reason",
+                "request",
+                "status",
+                "response",
+                "latency_ms",
+                "attempt",
+            )
+            rows = c.execute(
+                f"SELECT {', '.join(keys)} FROM delivery_log{where} ORDER BY id DESC LIMIT ?",
+                [*params, limit],
+            ).fetchall()
+            found = []
+            for row in rows:
+                entry = dict(zip(keys, row, strict=True))
+                entry["message_ids"] = orjson.loads(entry["message_ids"])
+                entry["request"] = orjson.loads(entry["request"]) if entry["request"] else None
+                found.append(entry)
+            return found
+
+        return await self.db.read(load)
+
+    async def append_log(self, rows: Sequence[LogRow]) -> None:
+        params = _log_params(rows)
+        await self.db.write(lambda c: c.executemany(_INSERT_LOG, params))
+
+    async def prune(self, seen_before: float, log_before: float) -> None:
+        def prune(c: sqlite3.Connection) -> None:
+            c.execute("DELETE FROM seen WHERE at < ?", (seen_before,))
+            c.execute("DELETE FROM delivery_log WHERE at < ?", (log_before,))
+
+        await self.db.write(prune)
+
+    # signals -----------------------------------------------------------------------------
+    def _signal(self, channel: str) -> asyncio.Event:
+        event = self._signals.get(channel)
+        if event is None:
+            event = self._signals[channel] = asyncio.Event()
+        return event
+
+    def notify(self, channel: str) -> None:
+        self._signal(channel).set()
+
+    async def wait(self, channel: str, timeout: float) -> None:
+        event = self._signal(channel)
+        if not event.is_set():
+            try:
+                await asyncio.wait_for(event.wait(), timeout)
+            except TimeoutError:
+                pass
+        event.clear()

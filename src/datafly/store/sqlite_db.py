@@ -1,0 +1,143 @@
+"""SQLite with one writer thread and group commit.
+
+Every write is a function run in the writer thread. The writer takes all writes that are
+waiting, runs each in its own savepoint inside one transaction and commits once, so a thousand
+concurrent requests cost one fsync. A write's awaitable resolves only after its commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+_Job = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
+_MAX_GROUP = 2000
+
+
+def connect(path: str, synchronous: str = "FULL") -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA cache_size=-32000")
+    return conn
+
+
+class SqliteDatabase:
+    def __init__(self, path: str, synchronous: str = "FULL") -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="sqlite-read")
+        self._read_conn: sqlite3.Connection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.commits = 0
+
+    def run_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in a transaction on a private connection (setup and migrations)."""
+        conn = connect(self.path, self.synchronous)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            result = fn(conn)
+            conn.execute("COMMIT")
+            return result
+        finally:
+            conn.close()
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._writer = threading.Thread(target=self._run_writer, name="sqlite-write", daemon=True)
+        self._writer.start()
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._jobs.put(None)
+            await asyncio.to_thread(self._writer.join)
+            self._writer = None
+        self._reader.shutdown(wait=True)
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        assert self._loop is not None, "SqliteDatabase.start() was not called"
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._jobs.put((fn, future))
+        return await future
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader, self._read, fn)
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._read_conn is None:
+            self._read_conn = connect(self.path, self.synchronous)
+        return fn(self._read_conn)
+
+    def _run_writer(self) -> None:
+        conn = connect(self.path, self.synchronous)
+        assert self._loop is not None
+        loop = self._loop
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                break
+            jobs = [job]
+            stop = False
+            while len(jobs) < _MAX_GROUP:
+                try:
+                    nxt = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                jobs.append(nxt)
+            results = self._run_group(conn, jobs)
+            loop.call_soon_threadsafe(_resolve, results)
+            if stop:
+                break
+        conn.close()
+
+    def _run_group(
+        self, conn: sqlite3.Connection, jobs: list[_Job]
+    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            single = len(jobs) == 1
+            for fn, future in jobs:
+                if single:
+                    results.append((future, fn(conn), None))
+                    continue
+                conn.execute("SAVEPOINT job")
+                try:
+                    value = fn(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    results.append((future, None, exc))
+                else:
+                    conn.execute("RELEASE job")
+                    results.append((future, value, None))
+            conn.execute("COMMIT")
+            self.commits += 1
+        except Exception as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            return [(future, None, exc) for _, future in jobs]
+        return results
+
+
+def _resolve(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, value, error in results:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
