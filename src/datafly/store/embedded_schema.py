@@ -7,13 +7,13 @@ import sqlite3
 MIGRATIONS: list[str] = [
     # 1: the pipeline
     """
-    CREATE TABLE inbox (seq INTEGER PRIMARY KEY, body BLOB NOT NULL);
+    CREATE TABLE inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB NOT NULL);
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE profiles (anonymous_id TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
     CREATE TABLE seen (message_id TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
     CREATE INDEX seen_at ON seen (at);
     CREATE TABLE queue (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
         integration_id TEXT NOT NULL,
         message_id TEXT NOT NULL,
         mapping TEXT NOT NULL,
