@@ -104,6 +104,20 @@ class Backend(abc.ABC):
         """Write log rows outside a settle (for example filtered events)."""
         await self.settle("", (), (), (), rows)
 
+    # management documents (UI-managed integrations, sources, users, tokens, sessions) ----------
+    @abc.abstractmethod
+    async def list_documents(self, kind: str) -> list[dict[str, Any]]:
+        """Every document of ``kind``, each a JSON object with an ``id``."""
+
+    @abc.abstractmethod
+    async def get_document(self, kind: str, doc_id: str) -> dict[str, Any] | None: ...
+
+    @abc.abstractmethod
+    async def put_document(self, kind: str, doc_id: str, document: dict[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    async def delete_document(self, kind: str, doc_id: str) -> bool: ...
+
     # signals between roles ----------------------------------------------------------------
     def notify(self, channel: str) -> None:
         """Wake whoever waits on ``channel`` (``inbound`` or ``queue:<integration id>``)."""

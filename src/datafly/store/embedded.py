@@ -377,6 +377,34 @@ class EmbeddedBackend(Backend):
 
         await self.db.write(prune)
 
+    # management documents ------------------------------------------------------------------
+    async def list_documents(self, kind: str) -> list[dict[str, Any]]:
+        rows = await self.db.read(
+            lambda c: c.execute("SELECT data FROM documents WHERE kind=? ORDER BY id", (kind,)).fetchall()
+        )
+        return [orjson.loads(r[0]) for r in rows]
+
+    async def get_document(self, kind: str, doc_id: str) -> dict[str, Any] | None:
+        row = await self.db.read(
+            lambda c: c.execute("SELECT data FROM documents WHERE kind=? AND id=?", (kind, doc_id)).fetchone()
+        )
+        return None if row is None else dict(orjson.loads(row[0]))
+
+    async def put_document(self, kind: str, doc_id: str, document: dict[str, Any]) -> None:
+        data = orjson.dumps({**document, "id": doc_id})
+        now = time.time()
+        await self.db.write(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO documents (kind, id, data, updated_at) VALUES (?,?,?,?)", (kind, doc_id, data, now)
+            )
+        )
+
+    async def delete_document(self, kind: str, doc_id: str) -> bool:
+        count = await self.db.write(
+            lambda c: c.execute("DELETE FROM documents WHERE kind=? AND id=?", (kind, doc_id)).rowcount
+        )
+        return bool(count)
+
     # signals -----------------------------------------------------------------------------
     def _signal(self, channel: str) -> asyncio.Event:
         event = self._signals.get(channel)

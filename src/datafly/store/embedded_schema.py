@@ -55,6 +55,13 @@ MIGRATIONS: list[str] = [
         attempt INTEGER NOT NULL
     );
     CREATE INDEX log_by_integration ON delivery_log (integration_id, id);
+    CREATE TABLE documents (
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        data BLOB NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (kind, id)
+    ) WITHOUT ROWID;
     """,
 ]
 
