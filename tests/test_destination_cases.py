@@ -84,7 +84,9 @@ def resolve(value: Any, n: int | None = None) -> Any:
         for element in value:
             if isinstance(element, dict) and "$repeat" in element:
                 start = int(element.get("start", 0))
-                out.extend(resolve(element["template"], i) for i in range(start, start + int(element["$repeat"])))
+                out.extend(
+                    resolve(element["template"], i) for i in range(start, start + int(element["$repeat"]))
+                )
             else:
                 out.append(resolve(element, n))
         return out
@@ -167,7 +169,13 @@ def check_request(actual: OutboundRequest, expected: dict[str, Any], secrets: li
 
 
 def check_no_raw_pii(request: OutboundRequest) -> None:
-    text = " ".join([urllib.parse.unquote(request.url), *request.headers.values(), (request.body or b"").decode("utf-8", "replace")])
+    text = " ".join(
+        [
+            urllib.parse.unquote(request.url),
+            *request.headers.values(),
+            (request.body or b"").decode("utf-8", "replace"),
+        ]
+    )
     assert not RAW_EMAIL.search(text), f"raw email in request: {text[:200]}"
     assert not RAW_PHONE.search(text), f"raw phone in request: {text[:200]}"
 
@@ -175,7 +183,11 @@ def check_no_raw_pii(request: OutboundRequest) -> None:
 def literal_request(spec: dict[str, Any]) -> OutboundRequest:
     body = orjson.dumps(spec["json"]) if "json" in spec else (spec.get("body") or "").encode() or None
     return OutboundRequest(
-        spec.get("method", "POST"), spec.get("url", ""), spec.get("headers", {}), body, tuple(spec["item_ids"])
+        spec.get("method", "POST"),
+        spec.get("url", ""),
+        spec.get("headers", {}),
+        body,
+        tuple(spec["item_ids"]),
     )
 
 
