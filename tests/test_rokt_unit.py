@@ -21,7 +21,7 @@ from datafly.destinations.base import (
 )
 from datafly.destinations.registry import all_destinations
 from datafly.destinations.rokt.destination import RoktDestination
-from datafly.destinations.rokt.identity import hash_email, hash_phone, is_sha256_hex, normalise_phone
+from datafly.destinations.rokt.identity import hash_email, hash_phone, is_sha256_hex
 from standins import RoktStandIn, send
 
 KEY, SECRET = "rpub-unit-key", "rsec-unit-secret"
@@ -78,11 +78,10 @@ def test_doc_example_email_hash_is_computed() -> None:
 
 
 def test_phone_is_hashed_in_e164() -> None:
-    assert normalise_phone("+44 7700 900123") == "+447700900123"
-    assert normalise_phone("0044 7700 900123") == "+447700900123"
+    assert hash_phone("+44 7700 900123") == sha("+447700900123")
+    assert hash_phone("0044 7700 900123") == sha("+447700900123")
     assert hash_phone("+44 (0)7700 900123") == sha("+447700900123")
-    assert normalise_phone("07700 900123") is None  # no country code: not guessed, not sent
-    assert hash_phone("07700 900123") is None
+    assert hash_phone("07700 900123") is None  # no country code: not guessed, not sent
 
 
 def test_existing_hash_is_not_hashed_again() -> None:
