@@ -130,7 +130,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, vendors: Vendors, site: Si
 sources:
   - id: web
     key: {KEY}
-    origins: [{site.origin}]
+    origins: [{site.origin}, {site.origin.replace("127.0.0.1", "localhost")}]
 integrations:
   - id: hook-everything
     vendor: webhook
@@ -201,8 +201,8 @@ class Visit:
     prefix: str
     requests: list[Any]
 
-    def url(self, name: str, query: str = "") -> str:
-        return f"{self.site.origin}{self.prefix}/{name}{query}"
+    def url(self, name: str, query: str = "", host: str = "127.0.0.1") -> str:
+        return f"{self.site.origin.replace('127.0.0.1', host)}{self.prefix}/{name}{query}"
 
     def add_page(self, name: str, *, before: str = "", attrs: str = "", with_collector: bool = True) -> None:
         """A shop page; `before` runs (through the stub) before d.js loads."""
@@ -284,6 +284,23 @@ def test_page_view_on_load(visit: Visit) -> None:
     assert cookie["httpOnly"]
     assert view["anonymousId"] == cookie["value"]
     assert visit.page.evaluate("JSON.parse(localStorage.getItem('_df_aid'))") == cookie["value"]
+
+
+def test_anonymous_id_sticks_where_cookies_are_blocked(visit: Visit) -> None:
+    # Served from "localhost", the shop is another site than the gateway on 127.0.0.1: the
+    # browser neither stores nor sends the gateway's SameSite=Lax cookie, as with blocked cookies.
+    visit.add_page("landing")
+    visit.add_page("checkout")
+    visit.page.goto(visit.url("landing", host="localhost"))
+    [first] = visit.wait_for(is_page)
+    visit.page.click("#checkout")
+    visit.page.wait_for_url("**/checkout")
+    visit.page.wait_for_function("window.datafly && window.datafly.loaded")
+    visit.page.evaluate("datafly.track('Order Completed')")
+    [order] = visit.wait_for(named("Order Completed"))
+    assert not [c for c in visit.context.cookies() if c["name"] == "_dfid"]
+    assert first["anonymousId"]
+    assert order["anonymousId"] == first["anonymousId"]
 
 
 def test_no_page_view_when_switched_off(visit: Visit) -> None:
