@@ -42,13 +42,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from datafly.app import DataflyApp
     from datafly.runtime import Runtime
 
+    _Server = _server_class()
     logging.basicConfig(
         level=os.environ.get("DATAFLY_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     runtime = Runtime(config=config, home=home_dir(), role=args.role)
     app = DataflyApp(runtime)
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             app,
             host=args.host,
@@ -60,6 +61,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log_level="warning",
             timeout_graceful_shutdown=15,
             backlog=4096,
+            proxy_headers=False,  # the gateway honours X-Forwarded-For only from gateway.trusted_proxies
+            server_header=False,
         )
     )
     logging.getLogger("datafly").info(
@@ -67,6 +70,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     server.run()
     return 0 if server.started else 1
+
+
+def _server_class() -> type:
+    import contextlib
+    import signal
+    from collections.abc import Iterator
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn re-raises SIGTERM after its graceful shutdown; the contract says exit 0."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -134,8 +134,8 @@ class Runtime:
             self._workers[iid] = _RunningWorker(integration, worker, stop, task)
 
     def settings_of(self, integration: Integration) -> dict[str, object]:
-        """The integration's settings with secrets in clear, for the formatter only."""
-        return dict(integration.settings)
+        """The integration's settings with secrets in clear (for the formatter only), and its preset."""
+        return {**integration.settings, "preset": integration.preset}
 
     async def _housekeeping(self) -> None:
         while not self._stop.is_set():

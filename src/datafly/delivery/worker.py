@@ -102,7 +102,7 @@ class IntegrationWorker:
         self.session = session
         self.metrics = metrics
         self.bus = bus
-        self._settings = settings or (lambda i: dict(i.settings))
+        self._settings = settings or (lambda i: {**i.settings, "preset": i.preset})
         self.channel = f"queue:{integration.id}"
         batch = destination.max_batch
         self.lease_size = batch * 4 if batch > 1 else max(16, config.concurrency * 2)
