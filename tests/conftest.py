@@ -28,8 +28,15 @@ def free_port() -> int:
 class ServerProcess:
     """``datafly serve`` in a subprocess. ``config`` is a dict (written as YAML) or YAML text."""
 
-    def __init__(self, workdir: Path, config: dict[str, Any] | str, env: dict[str, str] | None = None,
-                 role: str = "all", port: int | None = None, home: Path | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        config: dict[str, Any] | str,
+        env: dict[str, str] | None = None,
+        role: str = "all",
+        port: int | None = None,
+        home: Path | None = None,
+    ) -> None:
         self.workdir = workdir
         self.config_path = workdir / f"config-{id(self)}.yaml"
         text = config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False)
@@ -37,8 +44,13 @@ class ServerProcess:
         self.home = home or workdir / "home"
         self.port = port or free_port()
         self.role = role
-        self.env = {**os.environ, "DATAFLY_HOME": str(self.home), "DATAFLY_ADMIN_PASSWORD": "admin-pass-123",
-                    "DATAFLY_LOG_LEVEL": "INFO", **(env or {})}
+        self.env = {
+            **os.environ,
+            "DATAFLY_HOME": str(self.home),
+            "DATAFLY_ADMIN_PASSWORD": "admin-pass-123",
+            "DATAFLY_LOG_LEVEL": "INFO",
+            **(env or {}),
+        }
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / f"server-{self.port}.log"
 
@@ -49,9 +61,22 @@ class ServerProcess:
     def start(self, wait: bool = True) -> ServerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "datafly.cli", "serve", "--config", str(self.config_path),
-             "--port", str(self.port), "--role", self.role],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+            [
+                sys.executable,
+                "-m",
+                "datafly.cli",
+                "serve",
+                "--config",
+                str(self.config_path),
+                "--port",
+                str(self.port),
+                "--role",
+                self.role,
+            ],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
         )
         if wait:
             self.wait_ready()
@@ -96,8 +121,13 @@ def serve(tmp_path: Path) -> Iterator[Any]:
     """Factory: ``serve(config_dict, env=None, role='all')`` starts a server and returns it."""
     started: list[ServerProcess] = []
 
-    def start(config: dict[str, Any] | str, env: dict[str, str] | None = None, role: str = "all",
-              home: Path | None = None, wait: bool = True) -> ServerProcess:
+    def start(
+        config: dict[str, Any] | str,
+        env: dict[str, str] | None = None,
+        role: str = "all",
+        home: Path | None = None,
+        wait: bool = True,
+    ) -> ServerProcess:
         server = ServerProcess(tmp_path, config, env, role=role, home=home)
         started.append(server)
         return server.start(wait)

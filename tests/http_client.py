@@ -27,8 +27,13 @@ class Answer:
         return self.headers.get_all(name) or []
 
 
-def request(method: str, url: str, body: bytes | str | dict[str, Any] | list[Any] | None = None,
-            headers: dict[str, str] | None = None, timeout: float = 10.0) -> Answer:
+def request(
+    method: str,
+    url: str,
+    body: bytes | str | dict[str, Any] | list[Any] | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
+) -> Answer:
     data: bytes | None
     if isinstance(body, dict | list):
         data = json.dumps(body).encode()

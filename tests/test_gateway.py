@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from http_client import basic, get, post, request
 from standins import WebhookStandIn
 
@@ -23,7 +24,12 @@ def config(hook_url: str, **gateway: Any) -> dict[str, Any]:
             {"id": "open", "key": OPEN_KEY},
         ],
         "integrations": [
-            {"id": "hook", "vendor": "webhook", "preset": "all", "settings": {"url": hook_url, "batch_size": 50}}
+            {
+                "id": "hook",
+                "vendor": "webhook",
+                "preset": "all",
+                "settings": {"url": hook_url, "batch_size": 50},
+            }
         ],
         "gateway": {"max_body_bytes": 64 * 1024, "max_batch_events": 20, **gateway},
         "delivery": {"initial_backoff": "100ms"},
@@ -61,10 +67,21 @@ def test_every_key_form_and_route_is_accepted(server: Any, hook: WebhookStandIn)
     ids = [mid() for _ in range(8)]
     url = server.url
     answers = [
-        post(f"{url}/v1/batch", {"batch": [{"type": "track", "event": "A", "messageId": ids[0]}]}, basic(KEY)),
-        post(f"{url}/v1/batch", {"batch": [{"type": "page", "messageId": ids[1]}]}, {"Authorization": f"Bearer {KEY}"}),
-        post(f"{url}/v1/batch", {"writeKey": KEY, "batch": [{"type": "identify", "userId": "u1", "messageId": ids[2]}]}),
-        post(f"{url}/v1/batch?key={KEY}", {"batch": [{"type": "group", "groupId": "g1", "messageId": ids[3]}]}),
+        post(
+            f"{url}/v1/batch", {"batch": [{"type": "track", "event": "A", "messageId": ids[0]}]}, basic(KEY)
+        ),
+        post(
+            f"{url}/v1/batch",
+            {"batch": [{"type": "page", "messageId": ids[1]}]},
+            {"Authorization": f"Bearer {KEY}"},
+        ),
+        post(
+            f"{url}/v1/batch",
+            {"writeKey": KEY, "batch": [{"type": "identify", "userId": "u1", "messageId": ids[2]}]},
+        ),
+        post(
+            f"{url}/v1/batch?key={KEY}", {"batch": [{"type": "group", "groupId": "g1", "messageId": ids[3]}]}
+        ),
         post(f"{url}/v1/t?key={KEY}", {"event": "Clicked", "messageId": ids[4]}),
         post(f"{url}/v1/p?key={KEY}", {"name": "Home", "messageId": ids[5]}),
         post(f"{url}/v1/i?key={KEY}", {"userId": "u2", "traits": {"plan": "pro"}, "messageId": ids[6]}),
@@ -75,7 +92,16 @@ def test_every_key_form_and_route_is_accepted(server: Any, hook: WebhookStandIn)
     got = delivered_ids(hook, set(ids))
     assert set(ids) <= got
     by_id = {e["messageId"]: e for e in hook.events()}
-    assert [by_id[i]["type"] for i in ids] == ["track", "page", "identify", "group", "track", "page", "identify", "group"]
+    assert [by_id[i]["type"] for i in ids] == [
+        "track",
+        "page",
+        "identify",
+        "group",
+        "track",
+        "page",
+        "identify",
+        "group",
+    ]
     assert all(by_id[i]["sourceId"] == "web" for i in ids)
 
 
@@ -118,8 +144,20 @@ def test_unknown_or_missing_key_is_401(server: Any) -> None:
         (gzip.compress(b" " * (200 * 1024)), {"Content-Encoding": "gzip"}, 413, "larger than"),
         (b"not gzip", {"Content-Encoding": "gzip"}, 400, "gzip"),
     ],
-    ids=["truncated", "array", "unknown-type", "no-event-name", "non-object-event", "invalid-utf8", "bad-timestamp",
-         "bad-properties", "empty-batch", "oversized", "gzip-bomb", "bad-gzip"],
+    ids=[
+        "truncated",
+        "array",
+        "unknown-type",
+        "no-event-name",
+        "non-object-event",
+        "invalid-utf8",
+        "bad-timestamp",
+        "bad-properties",
+        "empty-batch",
+        "oversized",
+        "gzip-bomb",
+        "bad-gzip",
+    ],
 )
 def test_bad_input_is_refused_clearly(
     server: Any, hook: WebhookStandIn, body: bytes, headers: dict[str, str], status: int, words: str
@@ -133,7 +171,9 @@ def test_bad_input_is_refused_clearly(
     assert good in delivered_ids(hook, {good})
 
 
-def test_too_many_events_is_refused_and_a_bad_event_refuses_the_whole_request(server: Any, hook: WebhookStandIn) -> None:
+def test_too_many_events_is_refused_and_a_bad_event_refuses_the_whole_request(
+    server: Any, hook: WebhookStandIn
+) -> None:
     many = {"batch": [{"type": "track", "event": "A"} for _ in range(21)]}
     answer = post(f"{server.url}/v1/batch", many, basic(KEY))
     assert answer.status == 413 and "too many events" in answer.json()["error"]
@@ -158,20 +198,28 @@ def test_cookie_is_set_once_and_used_as_anonymous_id(server: Any, hook: WebhookS
     visitor = cookie.split(";")[0].split("=", 1)[1]
     assert first.json()["anonymousId"] == visitor
     second_id = mid()
-    second = post(f"{server.url}/v1/t?key={KEY}", {"event": "B", "messageId": second_id}, {"Cookie": f"_dfid={visitor}"})
+    second = post(
+        f"{server.url}/v1/t?key={KEY}", {"event": "B", "messageId": second_id}, {"Cookie": f"_dfid={visitor}"}
+    )
     assert second.status == 200 and second.header("Set-Cookie") is None
     delivered_ids(hook, {second_id})
     event = next(e for e in hook.events() if e["messageId"] == second_id)
     assert event["anonymousId"] == visitor
 
 
-def test_secure_cookie_behind_a_trusted_https_proxy_and_forwarded_ip(serve: Any, hook: WebhookStandIn) -> None:
+def test_secure_cookie_behind_a_trusted_https_proxy_and_forwarded_ip(
+    serve: Any, hook: WebhookStandIn
+) -> None:
     server = serve(config(hook.url, trusted_proxies=["127.0.0.1/32"]))
     m = mid()
     answer = post(
         f"{server.url}/v1/t?key={KEY}",
         {"event": "A", "messageId": m},
-        {"X-Forwarded-For": "198.51.100.7, 127.0.0.1", "X-Forwarded-Proto": "https", "User-Agent": "Shopper/1.0"},
+        {
+            "X-Forwarded-For": "198.51.100.7, 127.0.0.1",
+            "X-Forwarded-Proto": "https",
+            "User-Agent": "Shopper/1.0",
+        },
     )
     assert answer.status == 200
     assert "Secure" in (answer.header("Set-Cookie") or "")

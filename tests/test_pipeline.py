@@ -3,6 +3,7 @@ dedup, consent, batching, retries, dead letters, isolation, crash and shutdown."
 
 from __future__ import annotations
 
+import itertools
 import signal
 import sqlite3
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from http_client import post
 from standins import WebhookStandIn
 
@@ -19,7 +21,13 @@ KEY = "dk_pipe"
 
 
 def hook_integration(iid: str, url: str, batch_size: int = 1, **extra: Any) -> dict[str, Any]:
-    return {"id": iid, "vendor": "webhook", "preset": "all", "settings": {"url": url, "batch_size": batch_size}, **extra}
+    return {
+        "id": iid,
+        "vendor": "webhook",
+        "preset": "all",
+        "settings": {"url": url, "batch_size": batch_size},
+        **extra,
+    }
 
 
 def make_config(*integrations: dict[str, Any], **delivery: Any) -> dict[str, Any]:
@@ -101,10 +109,24 @@ def test_a_session_given_by_the_client_is_kept(serve: Any, hook: WebhookStandIn)
 def test_identify_traits_user_id_and_click_ids_are_carried_on(serve: Any, hook: WebhookStandIn) -> None:
     server = serve(make_config(hook_integration("hook", hook.url)))
     visitor = {"anonymousId": "visitor-9"}
-    ids = send(server, {"type": "page", "context": {"page": {"url": "https://shop.example/land?rclid=CLICK-1&x=1"}}, **visitor})
-    ids += send(server, {"type": "identify", "userId": "user-123", "traits": {"email": "Jane@Example.com"}, **visitor})
-    ids += send(server, {"type": "track", "event": "Order Completed", "properties": {"order_id": "o-1"}, **visitor})
-    ids += send(server, {"type": "page", "properties": {"url": "https://shop.example/?rtid=T-2"}, "anonymousId": "v-10"})
+    ids = send(
+        server,
+        {
+            "type": "page",
+            "context": {"page": {"url": "https://shop.example/land?rclid=CLICK-1&x=1"}},
+            **visitor,
+        },
+    )
+    ids += send(
+        server, {"type": "identify", "userId": "user-123", "traits": {"email": "Jane@Example.com"}, **visitor}
+    )
+    ids += send(
+        server, {"type": "track", "event": "Order Completed", "properties": {"order_id": "o-1"}, **visitor}
+    )
+    ids += send(
+        server,
+        {"type": "page", "properties": {"url": "https://shop.example/?rtid=T-2"}, "anonymousId": "v-10"},
+    )
     events = wait_events(hook, ids)
     order = events[ids[2]]
     assert order["userId"] == "user-123"
@@ -113,7 +135,10 @@ def test_identify_traits_user_id_and_click_ids_are_carried_on(serve: Any, hook: 
 
     assert order["context"]["traits"]["email_sha256"] == hashlib.sha256(b"jane@example.com").hexdigest()
     assert events[ids[3]]["context"]["clickIds"] == {"rclid": "T-2"}
-    assert "clickIds" not in events[ids[0]]["context"] or events[ids[0]]["context"]["clickIds"]["rclid"] == "CLICK-1"
+    assert (
+        "clickIds" not in events[ids[0]]["context"]
+        or events[ids[0]]["context"]["clickIds"]["rclid"] == "CLICK-1"
+    )
 
 
 def test_a_message_id_is_delivered_once(serve: Any, hook: WebhookStandIn) -> None:
@@ -144,7 +169,10 @@ def test_consent_gates_each_integration(serve: Any, hook: WebhookStandIn) -> Non
     time.sleep(0.5)
     gated_ids = [r.json()["messageId"] for r in hook.requests if r.query.get("i") == "gated"]
     assert gated_ids == [ids[0]]
-    rows = db(server.home, "SELECT message_ids, reason FROM delivery_log WHERE outcome='filtered' AND integration_id='gated'")
+    rows = db(
+        server.home,
+        "SELECT message_ids, reason FROM delivery_log WHERE outcome='filtered' AND integration_id='gated'",
+    )
     filtered = {row[0].strip('[]"'): row[1] for row in rows}
     assert set(filtered) == {ids[1], ids[2]}
     assert "advertising" in filtered[ids[1]] and "marketing" not in filtered[ids[1]]
@@ -174,11 +202,15 @@ def test_server_errors_back_off_exponentially_then_dead_letter(serve: Any, hook:
     server = serve(make_config(hook_integration("hook", hook.url), max_attempts=4, initial_backoff="300ms"))
     hook.fail_next(10, 503)
     ids = send(server, {"type": "track", "event": "A"})
-    rows = wait_until(lambda: db(server.home, "SELECT message_id, attempts, outcome, reason, last_request FROM dead_letters"))
+    rows = wait_until(
+        lambda: db(
+            server.home, "SELECT message_id, attempts, outcome, reason, last_request FROM dead_letters"
+        )
+    )
     assert rows[0][0] == ids[0] and rows[0][1] == 4 and rows[0][2] == "retry"
     assert "503" in rows[0][3] and hook.url in rows[0][4]
     times = [r.time for r in hook.requests]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(times) == 4
     assert gaps[0] >= 0.14 and gaps[2] >= gaps[0]  # 300ms, 600ms, 1.2s with jitter in [0.5, 1]
     assert db(server.home, "SELECT count(*) FROM queue") == [(0,)]
@@ -258,7 +290,9 @@ def test_a_bad_config_file_is_refused_with_one_line_per_problem(tmp_path: Path) 
         "delivery:\n  timeout: soon\n"
     )
     result = subprocess.run(
-        [sys.executable, "-m", "datafly.cli", "check", "--config", str(path)], capture_output=True, text=True,
+        [sys.executable, "-m", "datafly.cli", "check", "--config", str(path)],
+        capture_output=True,
+        text=True,
         env={"PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 1

@@ -57,7 +57,7 @@ class DataflyApp:
         path = scope["path"] if kind == "http" else ""
         if self.serves_gateway and path in ROUTES:
             await self.ingest(scope, receive, send, ROUTES[path])
-        elif path == "/d.js" and self.serves_gateway:
+        elif path == "/d.js" and self.serves_gateway and scope["method"] in ("GET", "HEAD"):
             headers = header_map(scope)
             status, out_headers, body = self.collector.respond(
                 headers.get(b"if-none-match", b"").decode("latin-1") or None,

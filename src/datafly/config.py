@@ -173,8 +173,8 @@ class _Checker:
         self.problems.append(f"{where}: {message}")
 
     def keys(
-        self, raw: Mapping[str, Any], where: str, allowed: set[str], required: set[str] = frozenset()
-    ) -> None:  # type: ignore[assignment]
+        self, raw: Mapping[str, Any], where: str, allowed: set[str], required: frozenset[str] | set[str] = frozenset()
+    ) -> None:
         for key in raw:
             if key not in allowed:
                 self.fail(_join(where, str(key)), f"unknown key (allowed: {', '.join(sorted(allowed))})")

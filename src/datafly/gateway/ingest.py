@@ -111,6 +111,8 @@ class Ingest:
         headers = header_map(scope)
         origin = headers.get(b"origin")
         extra: Headers = []
+        if origin is not None and self.sources.origin_allowed(None, origin.decode("latin-1")):
+            extra = cors_headers(origin.decode("latin-1"))  # so a browser can read an early error
         try:
             if scope["method"] == "OPTIONS":
                 await self.preflight(scope, headers, send)
@@ -124,6 +126,7 @@ class Ingest:
             if origin is not None:
                 origin_text = origin.decode("latin-1")
                 if not self.sources.origin_allowed(source, origin_text):
+                    extra = []
                     raise BadRequest(403, f"origin {origin_text} is not allowed for this source")
                 extra = cors_headers(origin_text)
             limit = self.config.max_body_bytes
@@ -140,8 +143,11 @@ class Ingest:
                 source = self.sources.by_key.get(write_key) if isinstance(write_key, str) else None
                 if source is None:
                     raise BadRequest(401, "unknown pipeline key" if write_key else "missing pipeline key")
-                if origin is not None and not self.sources.origin_allowed(source, origin.decode("latin-1")):
-                    raise BadRequest(403, "origin is not allowed for this source")
+                if origin is not None:
+                    if not self.sources.origin_allowed(source, origin.decode("latin-1")):
+                        extra = []
+                        raise BadRequest(403, "origin is not allowed for this source")
+                    extra = cors_headers(origin.decode("latin-1"))
             raw_events = self.events_of(payload, forced_type)
             wait = self.rate_limited(source, len(raw_events))
             if wait:

@@ -119,7 +119,7 @@ class Backend(abc.ABC):
     async def delete_document(self, kind: str, doc_id: str) -> bool: ...
 
     # signals between roles ----------------------------------------------------------------
-    def notify(self, channel: str) -> None:
+    def notify(self, channel: str) -> None:  # noqa: B027 - optional hook; backends that poll need none
         """Wake whoever waits on ``channel`` (``inbound`` or ``queue:<integration id>``)."""
 
     @abc.abstractmethod

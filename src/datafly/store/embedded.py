@@ -7,6 +7,7 @@ items leased when a process died are due again as soon as the next one starts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -395,7 +396,8 @@ class EmbeddedBackend(Backend):
         now = time.time()
         await self.db.write(
             lambda c: c.execute(
-                "INSERT OR REPLACE INTO documents (kind, id, data, updated_at) VALUES (?,?,?,?)", (kind, doc_id, data, now)
+                "INSERT OR REPLACE INTO documents (kind, id, data, updated_at) VALUES (?,?,?,?)",
+                (kind, doc_id, data, now),
             )
         )
 
@@ -418,8 +420,6 @@ class EmbeddedBackend(Backend):
     async def wait(self, channel: str, timeout: float) -> None:
         event = self._signal(channel)
         if not event.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), timeout)
-            except TimeoutError:
-                pass
         event.clear()
