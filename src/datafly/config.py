@@ -150,7 +150,7 @@ def _substitute(value: Any, env: Mapping[str, str], where: str, problems: list[s
             name = match.group(1)
             if name not in env:
                 problems.append(f"{where or '(top level)'}: environment variable {name} is not set")
-                return ""
+                return match.group(0)  # keep the placeholder so no second problem is reported for it
             return env[name]
 
         return _ENV.sub(replace, value)
