@@ -194,7 +194,8 @@ def test_retry_after_is_honoured(serve: Any, hook: WebhookStandIn) -> None:
     first, second = hook.requests[0], hook.requests[1]
     assert first.status == 429 and second.status == 200
     assert second.time - first.time >= 1.9
-    rows = db(server.home, "SELECT outcome, status FROM delivery_log WHERE integration_id='hook' ORDER BY id")
+    query = "SELECT outcome, status FROM delivery_log WHERE integration_id='hook' ORDER BY id"
+    rows = wait_until(lambda: len(db(server.home, query)) >= 2 and db(server.home, query))
     assert rows == [("retry", 429), ("done", 200)]
 
 

@@ -8,6 +8,7 @@ workers get a short grace period to deliver what is due, the rest stays queued o
 from __future__ import annotations
 
 import asyncio
+import os
 import contextlib
 import logging
 import time
@@ -39,7 +40,7 @@ def open_backend(config: Config, home: str) -> Backend:
         return backend
     from datafly.store.embedded import EmbeddedBackend
 
-    return EmbeddedBackend(home)
+    return EmbeddedBackend(home, os.environ.get("DATAFLY_SQLITE_SYNCHRONOUS", "FULL"))
 
 
 @dataclass

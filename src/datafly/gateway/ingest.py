@@ -6,9 +6,9 @@ bad event is refused whole, so nothing is half-accepted.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
-from http.cookies import SimpleCookie
 from typing import Any
 
 import orjson
@@ -36,6 +36,7 @@ ROUTES: dict[str, str | None] = {
     "/v1/group": "group",
 }
 _OK = orjson.dumps({"success": True})
+_COOKIE_VALUE = re.compile(rb"^[A-Za-z0-9_.-]+$")
 
 
 class Ingest:
@@ -53,6 +54,7 @@ class Ingest:
         self.phone_region = processing.phone_region
         self.metrics = metrics
         self._buckets: dict[str, TokenBucket] = {}
+        self._accepted: dict[str, Any] = {}
 
     # helpers -----------------------------------------------------------------------------
     def client_address(self, scope: Scope, headers: dict[bytes, bytes]) -> str:
@@ -75,16 +77,16 @@ class Ingest:
 
     def visitor_id(self, headers: dict[bytes, bytes]) -> str | None:
         raw = headers.get(b"cookie")
-        if not raw or self.config.cookie_name.encode() not in raw:
+        name = self.config.cookie_name.encode() + b"="
+        if not raw or name not in raw:
             return None
-        cookie: SimpleCookie = SimpleCookie()
-        try:
-            cookie.load(raw.decode("latin-1"))
-        except Exception:
-            return None
-        morsel = cookie.get(self.config.cookie_name)
-        value = morsel.value if morsel else ""
-        return value if 0 < len(value) <= 128 else None
+        for part in raw.split(b";"):
+            part = part.strip()
+            if part.startswith(name):
+                value = part[len(name) :].strip(b'"')
+                if 0 < len(value) <= 128 and _COOKIE_VALUE.match(value):
+                    return value.decode("ascii")
+        return None
 
     def set_cookie(self, visitor: str, secure: bool) -> tuple[bytes, bytes]:
         parts = [
@@ -181,7 +183,10 @@ class Ingest:
             self.metrics.refused.labels(str(exc.status)).inc()
             await respond_error(send, exc.status, exc.message, extra)
             return
-        self.metrics.accepted.labels(source.id).inc(len(stored))
+        counter = self._accepted.get(source.id)
+        if counter is None:
+            counter = self._accepted[source.id] = self.metrics.accepted.labels(source.id)
+        counter.inc(len(stored))
         if new_visitor:
             extra.append(self.set_cookie(visitor, self.is_https(scope, headers)))
             body_out = orjson.dumps({"success": True, "anonymousId": used_id})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from datafly.config import Source
 
@@ -31,10 +31,11 @@ class SourceIndex:
                 except (binascii.Error, UnicodeDecodeError):
                     return ""
                 return decoded.split(":", 1)[0]
-        if query and b"key=" in query:
-            for name, value in parse_qsl(query.decode("latin-1")):
-                if name in ("key", "writeKey"):
-                    return value
+        if query and b"ey=" in query:
+            for pair in query.split(b"&"):
+                name, _, raw = pair.partition(b"=")
+                if name in (b"key", b"writeKey"):
+                    return unquote_plus(raw.decode("latin-1"))
         return None
 
     def origin_allowed(self, source: Source | None, origin: str) -> bool:

@@ -5,7 +5,7 @@ Runs before anything is stored, so the stored event never holds a raw email or p
 
 from __future__ import annotations
 
-import uuid
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,11 @@ class RequestInfo:
     anonymous_id: str  # the visitor cookie's id (issued now if the request had none)
     received_at: float
     phone_region: str | None = None
+    received_iso: str = ""  # received_at formatted once per request
+
+    def __post_init__(self) -> None:
+        if not self.received_iso:
+            object.__setattr__(self, "received_iso", format_ts(self.received_at))
 
 
 def _fail(where: str, message: str) -> BadRequest:
@@ -100,15 +105,16 @@ def normalise_event(
             context[alias] = context.pop(key)
 
     event.setdefault("anonymousId", info.anonymous_id)
-    event.setdefault("messageId", uuid.uuid4().hex)
+    if "messageId" not in event:
+        event["messageId"] = f"{random.getrandbits(128):032x}"  # unique, not secret: no urandom call
     if "timestamp" in event:
         epoch = parse_ts(event["timestamp"])
         if epoch is None:
             raise _fail(where, f"timestamp {event['timestamp']!r} is not an ISO 8601 date-time")
         event["timestamp"] = format_ts(epoch)
     else:
-        event["timestamp"] = format_ts(info.received_at)
-    event["receivedAt"] = format_ts(info.received_at)
+        event["timestamp"] = info.received_iso
+    event["receivedAt"] = info.received_iso
     event["sourceId"] = info.source_id
 
     if not isinstance(context.get("ip"), str) or not context.get("ip"):

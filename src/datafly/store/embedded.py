@@ -89,9 +89,8 @@ class EmbeddedBackend(Backend):
 
     # gateway -----------------------------------------------------------------------------
     async def append_inbound(self, events: Sequence[bytes]) -> None:
-        rows = [(body,) for body in events]
         try:
-            await self.db.write(lambda c: c.executemany("INSERT INTO inbox (body) VALUES (?)", rows))
+            await self.db.insert("INSERT INTO inbox (body) VALUES (?)", [(body,) for body in events])
         except sqlite3.Error as exc:
             raise StorageUnavailable(str(exc)) from exc
         self.notify("inbound")
@@ -148,7 +147,7 @@ class EmbeddedBackend(Backend):
             return
         cursor = max(e.token for e in upto)
         now = time.time()
-        profile_rows = [(p.anonymous_id, orjson.dumps(p.to_dict())) for p in profiles]
+        profile_rows = [(p.anonymous_id, orjson.dumps(p)) for p in profiles]
         queue_rows = [
             (d.integration_id, d.message_id, d.mapping, int(d.first_in_session), d.event, now, now)
             for d in deliveries
