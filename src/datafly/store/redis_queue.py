@@ -13,6 +13,7 @@ Every key name is here (``df:`` prefix):
 ``df:q:<integration>``            the integration's delivery stream, group ``delivery``
 ``df:q:<integration>:delayed``    zset entry id -> due time of items waiting for a retry
 ``df:q:<integration>:retry``      hash entry id -> the fields of a retrying item (JSON)
+``df:q:<integration>:leases``     zset entry id -> lease deadline of items being delivered
 ``df:integrations``               set of integration ids that have a queue
 ``df:consumers``                  zset consumer -> last heartbeat of every process (dead after 15 s)
 ``df:sink``                       stream of log rows and dead letters on their way to PostgreSQL,
@@ -73,7 +74,7 @@ def queue_key(integration_id: str) -> str:
 
 def queue_keys(integration_id: str) -> list[str]:
     q = queue_key(integration_id)
-    return [q, f"{q}:delayed", f"{q}:retry", CONSUMERS]
+    return [q, f"{q}:delayed", f"{q}:retry", CONSUMERS, f"{q}:leases"]
 
 
 def seen_key(message_id: str) -> str:
@@ -122,15 +123,11 @@ class LostShard(Exception):
 
 
 class RedisQueue:
-    def __init__(
-        self, client: aioredis.Redis, dedup_window: float, profile_ttl: float, default_lease: float
-    ) -> None:
+    def __init__(self, client: aioredis.Redis, dedup_window: float, profile_ttl: float) -> None:
         self.redis = client
         self.me = consumer_name()
         self.dedup_window = dedup_window
         self.profile_ttl = profile_ttl
-        self.default_lease = default_lease
-        self._lease_for: dict[str, float] = {}
         self._owned: list[int] = []
         self._balanced_at = 0.0
         self._offset = random.randrange(SHARDS)
@@ -185,7 +182,6 @@ class RedisQueue:
                 "shards": str(SHARDS),
                 "offset": str(self._offset),
                 "procs": PROCESSORS,
-                "lock": "df:in:",
                 "stream": "df:in:",
             }
             owned = await self._balance(args=[orjson.dumps(doc)])
@@ -299,39 +295,22 @@ class RedisQueue:
         return int(accepted)
 
     # delivery ----------------------------------------------------------------------------
-    def lease_for(self, integration_id: str) -> float:
-        return self._lease_for.get(integration_id, self.default_lease)
-
     async def next_due(self, integration_id: str) -> float | None:
         now = time.time()
         due = await self._next_due(
             keys=queue_keys(integration_id),
-            args=[
-                DELIVERY_GROUP,
-                self.me,
-                repr(now),
-                int(self.lease_for(integration_id) * 1000),
-                now - PROCESS_DEAD_AFTER,
-            ],
+            args=[DELIVERY_GROUP, self.me, repr(now), repr(now - PROCESS_DEAD_AFTER)],
         )
         return None if due is None else float(due)
 
     async def ready_count(self, integration_id: str, now: float, cap: int) -> int:
         count = await self._ready(
             keys=queue_keys(integration_id),
-            args=[
-                DELIVERY_GROUP,
-                self.me,
-                repr(now),
-                int(self.lease_for(integration_id) * 1000),
-                time.time() - PROCESS_DEAD_AFTER,
-                cap,
-            ],
+            args=[DELIVERY_GROUP, self.me, repr(now), repr(time.time() - PROCESS_DEAD_AFTER), cap],
         )
         return int(count)
 
     async def lease(self, integration_id: str, limit: int, now: float, lease_for: float) -> list[QueuedItem]:
-        self._lease_for[integration_id] = lease_for
         entries = await self._lease(
             keys=queue_keys(integration_id),
             args=[
@@ -339,8 +318,8 @@ class RedisQueue:
                 self.me,
                 limit,
                 repr(now),
-                int(lease_for * 1000),
-                time.time() - PROCESS_DEAD_AFTER,
+                repr(lease_for),
+                repr(time.time() - PROCESS_DEAD_AFTER),
             ],
         )
         items = []
@@ -379,7 +358,8 @@ class RedisQueue:
             "dead": [[d.item.id, orjson.dumps(dead_letter_row(d, now)).decode()] for d in dead],
             "logs": [orjson.dumps(r.to_dict()).decode() for r in log],
         }
-        keys = [*queue_keys(integration_id or "-")[:3], SINK]
+        stream, delayed, retry, _, leases = queue_keys(integration_id or "-")
+        keys = [stream, delayed, retry, SINK, leases]
         settled = await self._settle(keys=keys, args=[orjson.dumps(doc)])
         return int(settled)
 

@@ -38,7 +38,7 @@ local function dead_consumers(stream, group, consumers, me, dead_before)
       end
     end
   end
-  return found, summary[1]
+  return found
 end
 local function undelivered(stream, group, cap)
   local groups = redis.call('XINFO', 'GROUPS', stream)
@@ -55,33 +55,34 @@ local function undelivered(stream, group, cap)
 end
 """
 
-# KEYS: stream, delayed, retry hash, consumers; ARGV: group, me, limit, now, lease_ms, dead_before
+# The queue's keys: stream, delayed zset, retry hash, consumers zset, leases zset (entry id ->
+# lease deadline). A lease is given up when its deadline passes or its consumer stops beating.
+
+# ARGV: group, me, limit, now, lease_for (seconds), dead_before
 LEASE = (
     _PROMOTE
     + """
 local stream, group, me = KEYS[1], ARGV[1], ARGV[2]
-local limit, now, lease_ms, dead_before = tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
+local limit, now, dead_before = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[6])
 ensure_group(stream, group)
 promote(stream, KEYS[2], KEYS[3], now, limit)
 local claimed = {}
-local dead = dead_consumers(stream, group, KEYS[4], me, dead_before)
-for _, c in ipairs(dead) do
+local function claim(ids)
+  if #ids == 0 then return end
+  for _, e in ipairs(redis.call('XCLAIM', stream, group, me, 0, unpack(ids))) do
+    if e then claimed[#claimed + 1] = e end
+  end
+end
+local expired = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, limit)
+for _, id in ipairs(expired) do redis.call('ZREM', KEYS[5], id) end
+claim(expired)
+for _, c in ipairs(dead_consumers(stream, group, KEYS[4], me, dead_before)) do
   if #claimed >= limit then break end
   local ids = {}
   for _, p in ipairs(redis.call('XPENDING', stream, group, '-', '+', limit - #claimed, c[1])) do
     ids[#ids + 1] = p[1]
   end
-  if #ids > 0 then
-    for _, e in ipairs(redis.call('XCLAIM', stream, group, me, 0, unpack(ids))) do
-      if e then claimed[#claimed + 1] = e end
-    end
-  end
-end
-if #claimed < limit then
-  local r = redis.call('XAUTOCLAIM', stream, group, me, lease_ms, '0-0', 'COUNT', limit - #claimed)
-  for _, e in ipairs(r[2]) do
-    if e then claimed[#claimed + 1] = e end
-  end
+  claim(ids)
 end
 if #claimed < limit then
   local r = redis.call('XREADGROUP', 'GROUP', group, me, 'COUNT', limit - #claimed, 'STREAMS', stream, '>')
@@ -89,51 +90,43 @@ if #claimed < limit then
     for _, e in ipairs(r[1][2]) do claimed[#claimed + 1] = e end
   end
 end
+local deadline = tonumber(now) + tonumber(ARGV[5])
+for _, e in ipairs(claimed) do redis.call('ZADD', KEYS[5], deadline, e[1]) end
 return claimed
 """
 )
 
-# KEYS: stream, delayed, retry hash, consumers; ARGV: group, me, now, lease_ms, dead_before
-# Returns the due time (a string, seconds) of the earliest item, or false when nothing waits.
+# ARGV: group, me, now, dead_before. Returns the due time (a string, seconds) of the earliest
+# item, or false when nothing waits.
 NEXT_DUE = (
     _PROMOTE
     + """
 local stream, group, me, now = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
-local lease_ms, dead_before = tonumber(ARGV[4]), tonumber(ARGV[5])
 ensure_group(stream, group)
 promote(stream, KEYS[2], KEYS[3], now, 1000)
 if undelivered(stream, group, 1) > 0 then return now end
+if #dead_consumers(stream, group, KEYS[4], me, tonumber(ARGV[4])) > 0 then return now end
 local best = nil
-local dead, pending = dead_consumers(stream, group, KEYS[4], me, dead_before)
-if #dead > 0 then return now end
-if pending > 0 then
-  local most = 0
-  for _, p in ipairs(redis.call('XPENDING', stream, group, '-', '+', 100)) do
-    if p[3] > most then most = p[3] end
-  end
-  best = tonumber(now) + math.max(0, lease_ms - most) / 1000
+for _, key in ipairs({KEYS[5], KEYS[2]}) do
+  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if #first > 0 and (best == nil or tonumber(first[2]) < best) then best = tonumber(first[2]) end
 end
-local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-if #first > 0 and (best == nil or tonumber(first[2]) < best) then best = tonumber(first[2]) end
 if best == nil then return false end
 return string.format('%.6f', best)
 """
 )
 
-# KEYS: stream, delayed, retry hash, consumers; ARGV: group, me, now, lease_ms, dead_before, cap
+# ARGV: group, me, now, dead_before, cap
 READY_COUNT = (
     _PROMOTE
     + """
 local stream, group, me, now = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
-local lease_ms, dead_before, cap = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local cap = tonumber(ARGV[5])
 ensure_group(stream, group)
 promote(stream, KEYS[2], KEYS[3], now, cap)
-local count = undelivered(stream, group, cap)
+local count = undelivered(stream, group, cap) + redis.call('ZCOUNT', KEYS[5], '-inf', now)
 if count < cap then
-  count = count + #redis.call('XPENDING', stream, group, 'IDLE', lease_ms, '-', '+', cap - count)
-end
-if count < cap then
-  for _, c in ipairs(dead_consumers(stream, group, KEYS[4], me, dead_before)) do
+  for _, c in ipairs(dead_consumers(stream, group, KEYS[4], me, tonumber(ARGV[4]))) do
     count = count + tonumber(c[2])
   end
 end
@@ -141,7 +134,7 @@ return math.min(count, cap)
 """
 )
 
-# KEYS: stream, delayed, retry hash, sink. ARGV[1]: {group, me, done: [id], retries: [[id, due,
+# KEYS: stream, delayed, retry hash, sink, leases. ARGV[1]: {group, me, done: [id], retries: [[id, due,
 # attempts]], dead: [[id, json]], logs: [json]}. Only entries still leased to ``me`` are settled:
 # an entry another worker claimed meanwhile is that worker's to settle.
 SETTLE = """
@@ -150,6 +143,7 @@ local stream = KEYS[1]
 local function take(id)
   if #redis.call('XPENDING', stream, a.group, id, id, 1, a.me) == 0 then return false end
   redis.call('XACK', stream, a.group, id)
+  redis.call('ZREM', KEYS[5], id)
   return true
 end
 local settled = 0
@@ -228,7 +222,7 @@ for iid, _ in pairs(touched) do redis.call('PUBLISH', a.wake .. iid, '1') end
 return accepted
 """
 
-# ARGV[1]: {me, now, dead_before, ttl, shards, offset, procs, lock, stream}: keep a fair share of
+# ARGV[1]: {me, now, dead_before, ttl, shards, offset, procs, stream}: shard k is ``<stream>k``, its lock ``<stream>k:owner``;: keep a fair share of
 # the inbound shards (ceil(shards / live processors)), renew their locks, release the excess and
 # take free ones, claiming what their previous owner left pending. Returns the shards owned.
 BALANCE = """
@@ -240,7 +234,7 @@ local shards = tonumber(a.shards)
 local target = math.ceil(shards / live)
 local owned = {}
 for k = 0, shards - 1 do
-  local lock = a.lock .. k
+  local lock = a.stream .. k .. ':owner'
   if redis.call('GET', lock) == a.me then
     if #owned < target then
       redis.call('PEXPIRE', lock, a.ttl)
@@ -253,7 +247,7 @@ end
 for i = 0, shards - 1 do
   if #owned >= target then break end
   local k = (tonumber(a.offset) + i) % shards
-  local lock = a.lock .. k
+  local lock = a.stream .. k .. ':owner'
   if redis.call('SET', lock, a.me, 'NX', 'PX', a.ttl) then
     owned[#owned + 1] = k
     local stream = a.stream .. k

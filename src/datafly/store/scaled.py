@@ -70,7 +70,6 @@ def open_scaled_backend(config: Config, home: str) -> ScaledBackend:
         queue,
         dedup_window=config.processing.dedup_window,
         profile_ttl=float(config.gateway.cookie_max_age),
-        default_lease=config.delivery.timeout * 3 + 30,
     )
 
 
@@ -85,12 +84,10 @@ def _safe(url: str) -> str:
 class ScaledBackend(Backend):
     single_process = False  # profiles are shared: the processor must not cache them
 
-    def __init__(
-        self, storage: str, queue: str, dedup_window: float, profile_ttl: float, default_lease: float
-    ) -> None:
+    def __init__(self, storage: str, queue: str, dedup_window: float, profile_ttl: float) -> None:
         self.redis_where = _safe(queue)
         self.redis = connect(queue)
-        self.queue = RedisQueue(self.redis, dedup_window, profile_ttl, default_lease)
+        self.queue = RedisQueue(self.redis, dedup_window, profile_ttl)
         self.pg = PostgresStore(storage)
         self._signals: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
