@@ -1,0 +1,308 @@
+"""The OpenAPI 3.1 document of the management API (``GET /api/openapi.json``, no login needed)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from datafly import __version__
+from datafly.management.catalog import vendors
+from datafly.management.web import json_response
+
+__all__ = ["OPERATIONS", "openapi_document", "routes"]
+
+_OBJ: dict[str, Any] = {"type": "object", "additionalProperties": True}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _list_of(key: str, item: str) -> dict[str, Any]:
+    return {"type": "object", "properties": {key: {"type": "array", "items": _ref(item)}}, "required": [key]}
+
+
+# (method, path, tag, summary, request body schema, success status, response schema)
+OPERATIONS: list[tuple[str, str, str, str, dict[str, Any] | None, int, dict[str, Any]]] = [
+    ("post", "/api/login", "auth", "Log in: a token for scripts and a session cookie for the UI",
+     _ref("Login"), 200, _ref("LoginAnswer")),
+    ("post", "/api/logout", "auth", "End this session", None, 200, _OBJ),
+    ("get", "/api/me", "auth", "Who is calling", None, 200, _OBJ),
+    ("post", "/api/password", "auth", "Change the caller's password", _ref("PasswordChange"), 200, _OBJ),
+    ("get", "/api/tokens", "auth", "API tokens (without their values)", None, 200, _list_of("tokens", "Token")),
+    ("post", "/api/tokens", "auth", "Create an API token; its value is shown once",
+     {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}, 201, _ref("Token")),
+    ("delete", "/api/tokens/{token_id}", "auth", "Revoke an API token", None, 200, _OBJ),
+    ("get", "/api/vendors", "integrations", "The integration library: vendors, settings schemas, presets",
+     None, 200, _list_of("vendors", "Vendor")),
+    ("get", "/api/vendors/{vendor}", "integrations", "One vendor of the library", None, 200, _ref("Vendor")),
+    ("get", "/api/integrations", "integrations", "Every integration, config-file ones included",
+     None, 200, _list_of("integrations", "Integration")),
+    ("post", "/api/integrations", "integrations", "Add an integration (secrets are stored encrypted)",
+     _ref("IntegrationInput"), 201, _ref("Integration")),
+    ("get", "/api/integrations/{integration_id}", "integrations", "One integration (secrets masked)",
+     None, 200, _ref("Integration")),
+    ("patch", "/api/integrations/{integration_id}", "integrations",
+     "Change an integration: preset, settings (a masked or empty secret keeps the stored one), consent, "
+     "sources, endpoint, mapping, enabled", _ref("IntegrationInput"), 200, _ref("Integration")),
+    ("delete", "/api/integrations/{integration_id}", "integrations", "Delete an integration", None, 200, _OBJ),
+    ("post", "/api/integrations/{integration_id}/preview", "integrations",
+     "The exact request a sample event would produce, with unsaved mapping changes",
+     _ref("PreviewInput"), 200, _ref("Preview")),
+    ("get", "/api/integrations/{integration_id}/deliveries", "integrations", "Latest delivery attempts",
+     None, 200, {"type": "object", "properties": {"deliveries": {"type": "array", "items": _OBJ}}}),
+    ("get", "/api/sources", "sources", "Sources and their pipeline keys", None, 200, _list_of("sources", "Source")),
+    ("post", "/api/sources", "sources", "Create a source with a new pipeline key", _ref("SourceInput"),
+     201, _ref("Source")),
+    ("get", "/api/sources/{source_id}", "sources", "One source with its page snippet", None, 200, _ref("Source")),
+    ("patch", "/api/sources/{source_id}", "sources", "Change a source's origins or rate limit",
+     _ref("SourceInput"), 200, _ref("Source")),
+    ("delete", "/api/sources/{source_id}", "sources", "Revoke a source: its key stops working", None, 200, _OBJ),
+    ("post", "/api/sources/{source_id}/rotate", "sources", "A new pipeline key; the old one stops working",
+     None, 200, _ref("Source")),
+    ("get", "/api/dead-letters", "dead letters", "Dead letters with their reasons", None, 200,
+     _list_of("dead_letters", "DeadLetter")),
+    ("post", "/api/dead-letters/replay", "dead letters", "Replay dead letters (by ids, integration or all)",
+     _ref("Selection"), 200, _OBJ),
+    ("post", "/api/dead-letters/discard", "dead letters", "Discard dead letters (by ids, integration or all)",
+     _ref("Selection"), 200, _OBJ),
+    ("post", "/api/dead-letters/{dead_letter_id}/replay", "dead letters", "Replay one dead letter",
+     None, 200, _OBJ),
+    ("delete", "/api/dead-letters/{dead_letter_id}", "dead letters", "Discard one dead letter", None, 200, _OBJ),
+    ("get", "/api/health", "health", "Per integration over the last hour: sent, failed, retrying, filtered, "
+     "dead-lettered, p50 and p99 latency", None, 200, _ref("Health")),
+    ("get", "/api/debugger/stream", "debugger", "Live Event Debugger stream (text/event-stream)", None, 200,
+     {"type": "string"}),
+    ("get", "/api/events/{message_id}", "debugger", "One event's journey: delivery attempts and dead letters",
+     None, 200, _OBJ),
+    ("get", "/api/openapi.json", "meta", "This document", None, 200, _OBJ),
+]
+_PUBLIC = {("post", "/api/login"), ("get", "/api/openapi.json")}
+_QUERY: dict[str, list[tuple[str, str]]] = {
+    "/api/debugger/stream": [
+        ("source", "only events of this source id"),
+        ("integration", "only stages of this integration id"),
+        ("event", "only this event name (or page, identify, group)"),
+        ("outcome", "done, retry, rejected, auth_failed, filtered, skipped or duplicate"),
+    ],
+    "/api/dead-letters": [("integration", "only this integration's"), ("limit", "at most this many")],
+    "/api/integrations/{integration_id}/deliveries": [("limit", "at most this many")],
+    "/api/health": [("window", "seconds to look back (default 3600)")],
+}
+
+
+def _schemas() -> dict[str, Any]:
+    vendor_names = [v["vendor"] for v in vendors()]
+    string_list = {"type": "array", "items": {"type": "string"}}
+    return {
+        "Error": {
+            "type": "object",
+            "properties": {"error": {"type": "string"}, "problems": string_list},
+            "required": ["error"],
+        },
+        "Login": {
+            "type": "object",
+            "properties": {"username": {"type": "string"}, "password": {"type": "string", "format": "password"}},
+            "required": ["username", "password"],
+        },
+        "LoginAnswer": {
+            "type": "object",
+            "properties": {"token": {"type": "string"}, "csrf_token": {"type": "string"}, "user": {"type": "string"}},
+            "required": ["token"],
+        },
+        "PasswordChange": {
+            "type": "object",
+            "properties": {"current_password": {"type": "string"}, "new_password": {"type": "string", "minLength": 10}},
+            "required": ["current_password", "new_password"],
+        },
+        "Token": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "hint": {"type": "string"},
+                "token": {"type": "string", "description": "only in the answer that creates it"},
+                "created_at": {"type": "number"},
+                "last_used": {"type": ["number", "null"]},
+            },
+        },
+        "Vendor": {
+            "type": "object",
+            "properties": {
+                "vendor": {"type": "string", "enum": vendor_names},
+                "title": {"type": "string"},
+                "settings": {"type": "array", "items": _OBJ},
+                "presets": {"type": "array", "items": _OBJ},
+            },
+        },
+        "IntegrationInput": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+                "vendor": {"type": "string", "enum": vendor_names},
+                "preset": {"type": "string"},
+                "settings": {"type": "object", "description": "the vendor's settings schema"},
+                "consent": string_list,
+                "sources": {"type": ["array", "null"], "items": {"type": "string"}},
+                "endpoint": {"type": ["string", "null"]},
+                "mapping": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+                "events": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+                "enabled": {"type": "boolean"},
+            },
+        },
+        "Integration": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "vendor": {"type": "string"},
+                "preset": {"type": "string"},
+                "settings": {"type": "object", "description": "secret values masked (abcd****)"},
+                "secrets_set": string_list,
+                "consent": string_list,
+                "sources": {"type": ["array", "null"], "items": {"type": "string"}},
+                "mapping": {"type": "object", "additionalProperties": {"type": "string"}},
+                "enabled": {"type": "boolean"},
+                "managed_by": {"type": "string", "enum": ["config", "ui"]},
+                "read_only": {"type": "boolean"},
+                "read_only_reason": {"type": ["string", "null"]},
+            },
+            "required": ["id", "vendor", "preset", "managed_by"],
+        },
+        "PreviewInput": {
+            "type": "object",
+            "properties": {
+                "event": {"type": "object", "description": "a sample event (default: a realistic one)"},
+                "mapping": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+            },
+        },
+        "Preview": {
+            "type": "object",
+            "properties": {
+                "outcome": {"type": "string", "enum": ["request", "filtered", "not_mapped", "skipped", "invalid"]},
+                "reason": {"type": "string"},
+                "mapping": {"type": "string"},
+                "request": _OBJ,
+            },
+            "required": ["outcome"],
+        },
+        "SourceInput": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "origins": string_list,
+                "rate_limit": {"type": ["number", "null"]},
+            },
+        },
+        "Source": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "key": {"type": "string"},
+                "origins": string_list,
+                "snippet": {"type": "string"},
+                "managed_by": {"type": "string", "enum": ["config", "ui"]},
+            },
+            "required": ["id", "key"],
+        },
+        "Selection": {
+            "type": "object",
+            "properties": {
+                "ids": string_list,
+                "integration": {"type": "string"},
+                "all": {"type": "boolean"},
+            },
+        },
+        "DeadLetter": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "integration_id": {"type": "string"},
+                "message_id": {"type": "string"},
+                "outcome": {"type": "string"},
+                "reason": {"type": "string"},
+                "attempts": {"type": "integer"},
+                "last_request": {"type": ["object", "null"]},
+            },
+        },
+        "Health": {
+            "type": "object",
+            "properties": {
+                "ready": {"type": "boolean"},
+                "window_seconds": {"type": "number"},
+                "integrations": {"type": "array", "items": _OBJ},
+            },
+        },
+    }
+
+
+def _operation(
+    method: str, path: str, tag: str, summary: str, body: dict[str, Any] | None, status: int, answer: dict[str, Any]
+) -> dict[str, Any]:
+    params: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"{(\w+)}", path)
+    ]
+    params += [
+        {"name": name, "in": "query", "required": False, "description": text, "schema": {"type": "string"}}
+        for name, text in _QUERY.get(path, []) if method == "get"
+    ]
+    media = "text/event-stream" if path.endswith("/stream") else "application/json"
+    error = {"content": {"application/json": {"schema": _ref("Error")}}}
+    operation: dict[str, Any] = {
+        "tags": [tag],
+        "summary": summary,
+        "operationId": method + re.sub(r"[^A-Za-z0-9]+", "_", path.removeprefix("/api")).rstrip("_"),
+        "responses": {
+            str(status): {"description": "OK", "content": {media: {"schema": answer}}},
+            "400": {"description": "Invalid input", **error},
+            "401": {"description": "Not logged in (no valid session or token)", **error},
+        },
+    }
+    if params:
+        operation["parameters"] = params
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    if (method, path) in _PUBLIC:
+        operation["security"] = []
+    if method != "get" and (method, path) not in _PUBLIC:
+        operation["responses"]["403"] = {"description": "CSRF token missing (cookie sessions only)", **error}
+    if "{" in path:
+        operation["responses"]["404"] = {"description": "Not found", **error}
+    return operation
+
+
+def openapi_document() -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, tag, summary, body, status, answer in OPERATIONS:
+        paths.setdefault(path, {})[method] = _operation(method, path, tag, summary, body, status, answer)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Datafly Signal management API",
+            "version": __version__,
+            "description": "Integrations, sources, dead letters, health and the live Event Debugger. "
+            "Log in with POST /api/login and send the token as Authorization: Bearer TOKEN.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearerAuth": []}, {"sessionCookie": []}],
+        "tags": [{"name": t} for t in dict.fromkeys(op[2] for op in OPERATIONS)],
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer"},
+                "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "datafly_session"},
+            },
+        },
+    }
+
+
+async def openapi(request: Request) -> Response:
+    return json_response(openapi_document())
+
+
+routes = [Route("/api/openapi.json", openapi, methods=["GET"])]
