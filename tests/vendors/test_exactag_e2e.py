@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from http_client import post
 from standins import ExactagStandIn
 from standins import RecordedRequest as Hit
