@@ -364,3 +364,21 @@ def test_many_orders_reach_exactag_exactly_once(serve: Any, exactag: ExactagStan
     counts = exactag.count_by_orderid()
     assert len(counts) == 60 and set(counts.values()) == {1}
     assert exactag.duplicates() == {}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: delivery/worker.py stores the vendor's answer (delivery_log.response) and the reason "
+    "built from it (delivery_log.reason, dead_letters.reason) without masking the integration's secrets",
+)
+def test_a_campaign_code_echoed_by_the_vendor_is_masked_too(serve: Any, exactag: ExactagStandIn) -> None:
+    server = serve(make_config(exactag_integration("exactag-main", exactag.url)))
+    # ASP.NET-style error pages repeat the request URL, campaign code included
+    exactag.fail_next(1, 400, body=f"Bad Request: /s2s/pi.ashx?campaign={urllib.parse.quote(CODE, safe='')}")
+    exactag.fail_next(1, 500, body=f"campaign {CODE} could not be processed")
+    send(server, {"type": "page", "anonymousId": "visitor-ex-10", "context": context("/echo-1")},
+         {"type": "page", "anonymousId": "visitor-ex-11", "context": context("/echo-2")})
+    wait_hits(exactag, 1)
+    wait_until(lambda: db(server.home, "SELECT 1 FROM dead_letters"))
+    settle()
+    masked_everywhere(server, CODE)
