@@ -361,17 +361,17 @@ pages.debugger = () => {
   const stageItem = (s) => {
     const out = [];
     if (s.stage === "received") {
-      out.push(el("li", { class: "muted" }, el("h3", {}, "Received", el("span", { class: "muted small" }, clock(s.at))),
+      out.push(el("li", { class: "t-muted" }, el("h3", {}, "Received", el("span", { class: "muted small" }, clock(s.at))),
         el("div", { class: "small" }, `${s.event_type} from source ${s.source_id}`),
         el("details", {}, el("summary", { class: "small" }, "Event (after enrichment; email and phone hashed)"), el("pre", { class: "code small" }, pretty(s.event)))));
     } else if (s.stage === "consent") {
       const granted = s.decision === "granted";
-      out.push(el("li", { class: granted ? "ok" : "muted" }, el("h3", {}, `Consent · ${s.integration_id}`, badge(s.decision)),
+      out.push(el("li", { class: granted ? "t-ok" : "t-muted" }, el("h3", {}, `Consent · ${s.integration_id}`, badge(s.decision)),
         el("div", { class: "small" }, granted ? ["Mapped to ", el("code", {}, s.mapping)] : s.reason)));
     } else if (s.stage === "duplicate") {
-      out.push(el("li", { class: "muted" }, el("h3", {}, "Duplicate", badge("duplicate")), el("div", { class: "small" }, "This messageId was accepted before: not delivered again.")));
+      out.push(el("li", { class: "t-muted" }, el("h3", {}, "Duplicate", badge("duplicate")), el("div", { class: "small" }, "This messageId was accepted before: not delivered again.")));
     } else if (s.stage === "skipped") {
-      out.push(el("li", { class: "bad" }, el("h3", {}, `Skipped · ${s.integration_id}`, badge("skipped")), el("div", { class: "small" }, s.reason)));
+      out.push(el("li", { class: "t-bad" }, el("h3", {}, `Skipped · ${s.integration_id}`, badge("skipped")), el("div", { class: "small" }, s.reason)));
     } else if (s.stage === "response") {
       const r = s.request || {};
       let body = r.body;
@@ -379,7 +379,7 @@ pages.debugger = () => {
       out.push(el("li", { class: "" }, el("h3", {}, `Request · ${s.integration_id}`),
         el("pre", { class: "code small request" }, `${r.method} ${r.url}\n` + Object.entries(r.headers || {}).map(([k, v]) => `${k}: ${v}`).join("\n") + (body ? "\n\n" + body : ""))));
       const ok = s.outcome === "done";
-      out.push(el("li", { class: ok ? "ok" : "bad", "data-stage": "response" },
+      out.push(el("li", { class: ok ? "t-ok" : "t-bad", "data-stage": "response" },
         el("h3", {}, `Vendor answer · ${s.integration_id}`, el("span", { class: "badge " + (ok ? "ok" : "bad"), "data-status": s.status }, s.status ? `HTTP ${s.status}` : "no answer"), badge(s.outcome),
           el("span", { class: "muted small" }, `${Math.round(s.latency_ms || 0)} ms`)),
         s.reason ? el("div", { class: "hint-box", "data-hint": "" }, s.reason) : null,
