@@ -15,15 +15,17 @@ from typing import Any
 import orjson
 
 from datafly.config import ProcessingConfig
+from datafly.errors import BadRequest
 from datafly.integrations import IntegrationSet
 from datafly.observe import DebugBus, Metrics
+from datafly.processing.normalise import events_in, normalise_event, request_info
 from datafly.processing.pipeline import process_event
 from datafly.processing.profile import Profile
 from datafly.store.base import Backend
 from datafly.store.records import InboundEvent, LogRow, NewDelivery
 
 log = logging.getLogger("datafly.processor")
-_BATCH = 500
+_BATCH = 200  # stored requests per step (each holds one event or a batch)
 _CACHE = 50_000
 
 
@@ -81,16 +83,32 @@ class Processor:
             found.setdefault(aid, Profile(anonymous_id=aid))
         return found
 
+    def expand(self, batch: list[InboundEvent], now: float, logs: list[LogRow]) -> list[dict[str, Any]]:
+        """The normalised events of the stored requests (see ``datafly.gateway.ingest``)."""
+        events: list[dict[str, Any]] = []
+        region = self.config.phone_region
+        for record in batch:
+            meta, body = record.event["m"], record.event["b"]
+            info = request_info(meta, region)
+            forced = meta.get("t")
+            for index, raw in enumerate(events_in(body, meta["w"])):
+                try:
+                    events.append(normalise_event(raw, info, forced, f"batch[{index}]"))
+                except BadRequest as exc:  # the gateway validated it: this is a bug, record it loudly
+                    log.error("accepted event could not be normalised: %s", exc.message)
+                    logs.append(LogRow(now, "", (), "rejected", f"could not normalise an accepted event: {exc.message}"))
+        return events
+
     async def process(self, batch: list[InboundEvent]) -> None:
         now = time.time()
-        events = [b.event for b in batch]
-        profiles = await self._profiles({e["anonymousId"] for e in events})
+        logs: list[LogRow] = []
+        events = self.expand(batch, now, logs)
+        profiles = await self._profiles({e["anonymousId"] for e in events}) if events else {}
         seen = await self.backend.seen_message_ids(
             [e["messageId"] for e in events], now - self.config.dedup_window
         )
         routes = self.integrations.routes()
         deliveries: list[NewDelivery] = []
-        logs: list[LogRow] = []
         message_ids: list[tuple[str, float]] = []
         touched: dict[str, Profile] = {}
         for event in events:

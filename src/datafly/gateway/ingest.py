@@ -20,7 +20,7 @@ from datafly.gateway.body import decode_body, read_body
 from datafly.gateway.ratelimit import TokenBucket
 from datafly.gateway.sources import SourceIndex, cors_headers
 from datafly.observe import Metrics
-from datafly.processing.normalise import RequestInfo, normalise_event
+from datafly.processing.normalise import events_in, may_hold_pii, scrub_event, validate_event
 from datafly.store.base import Backend
 
 ROUTES: dict[str, str | None] = {
@@ -159,21 +159,25 @@ class Ingest:
             new_visitor = visitor is None
             if visitor is None:
                 visitor = uuid.uuid4().hex
-            info = RequestInfo(
-                source_id=source.id,
-                ip=self.client_address(scope, headers),
-                user_agent=headers.get(b"user-agent", b"").decode("latin-1"),
-                anonymous_id=visitor,
-                received_at=time.time(),
-                phone_region=self.phone_region,
-            )
-            stored: list[bytes] = []
-            used_id = visitor
-            many = forced_type is None
             for index, raw in enumerate(raw_events):
-                event = normalise_event(raw, info, forced_type, f"batch[{index}]" if many else "")
-                used_id = event["anonymousId"]
-                stored.append(orjson.dumps(event))
+                validate_event(raw, forced_type, f"batch[{index}]" if forced_type is None else "")
+            used_id = str(raw_events[-1].get("anonymousId") or raw_events[-1].get("anonymous_id") or visitor)
+            meta = {
+                "s": source.id,
+                "ip": self.client_address(scope, headers),
+                "ua": headers.get(b"user-agent", b"").decode("latin-1"),
+                "v": visitor,
+                "at": time.time(),
+                "t": forced_type,
+            }
+            if may_hold_pii(body):  # hash before anything is stored
+                for raw in raw_events:
+                    scrub_event(raw, self.phone_region)
+                meta["w"] = "list"
+                stored = [b'{"m":' + orjson.dumps(meta) + b',"b":' + orjson.dumps(raw_events) + b"}"]
+            else:  # the body as it came, with what the processor needs to normalise it
+                meta["w"] = "batch" if forced_type is None and "batch" in payload else "single"
+                stored = [b'{"m":' + orjson.dumps(meta) + b',"b":' + body + b"}"]
             try:
                 await self.backend.append_inbound(stored)
             except StorageUnavailable as exc:
@@ -186,7 +190,7 @@ class Ingest:
         counter = self._accepted.get(source.id)
         if counter is None:
             counter = self._accepted[source.id] = self.metrics.accepted.labels(source.id)
-        counter.inc(len(stored))
+        counter.inc(len(raw_events))
         if new_visitor:
             extra.append(self.set_cookie(visitor, self.is_https(scope, headers)))
             body_out = orjson.dumps({"success": True, "anonymousId": used_id})
@@ -204,26 +208,14 @@ class Ingest:
         await send({"type": "http.response.body", "body": body_out})
 
     def events_of(self, payload: dict[str, Any], forced_type: str | None) -> list[Any]:
-        if forced_type is not None:
-            return [payload]
-        batch = payload.get("batch")
-        if batch is None and "type" in payload:
-            return [payload]
-        if not isinstance(batch, list):
+        if forced_type is None and not isinstance(payload.get("batch"), list) and "type" not in payload:
             raise BadRequest(400, 'expected {"batch": [event, ...]}')
-        if not batch:
+        events = events_in(payload, "single" if forced_type or "batch" not in payload else "batch")
+        if not events:
             raise BadRequest(400, "the batch is empty")
-        if len(batch) > self.config.max_batch_events:
-            raise BadRequest(
-                413, f"too many events: {len(batch)} (at most {self.config.max_batch_events} per request)"
-            )
-        context = payload.get("context")
-        if isinstance(context, dict):  # Segment's batch-level context applies to every event
-            batch = [
-                {**e, "context": {**context, **(e.get("context") or {})}} if isinstance(e, dict) else e
-                for e in batch
-            ]
-        return batch
+        if len(events) > self.config.max_batch_events:
+            raise BadRequest(413, f"too many events: {len(events)} (at most {self.config.max_batch_events} per request)")
+        return events
 
     async def preflight(self, scope: Scope, headers: dict[bytes, bytes], send: Send) -> None:
         origin = headers.get(b"origin")

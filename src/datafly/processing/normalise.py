@@ -13,7 +13,16 @@ from datafly.errors import BadRequest
 from datafly.processing.pii import scrub_pii
 from datafly.processing.timestamps import format_ts, parse_ts
 
-__all__ = ["EVENT_TYPES", "RequestInfo", "normalise_event"]
+__all__ = [
+    "EVENT_TYPES",
+    "RequestInfo",
+    "events_in",
+    "may_hold_pii",
+    "normalise_event",
+    "request_info",
+    "scrub_event",
+    "validate_event",
+]
 
 EVENT_TYPES = frozenset({"track", "page", "identify", "group"})
 _TOP_ALIASES = {
@@ -27,6 +36,13 @@ _TOP_ALIASES = {
 }
 _CONTEXT_ALIASES = {"user_agent": "userAgent", "click_ids": "clickIds"}
 _MAX_ID = 256
+_IDENTIFIERS = (
+    ("userId", "user_id"),
+    ("anonymousId", "anonymous_id"),
+    ("messageId", "message_id"),
+    ("groupId", "group_id"),
+)
+_PII_MARKERS = (b'"email', b'"phone', b'"mobile', b"phonenumber", b"phone_number", b"\\u")
 
 
 @dataclass(frozen=True)
@@ -50,56 +66,118 @@ def _fail(where: str, message: str) -> BadRequest:
     return BadRequest(400, f"{where}: {message}" if where else message)
 
 
-def _identifier(event: dict[str, Any], key: str, where: str) -> None:
-    value = event.get(key)
-    if value is None or value == "":
-        event.pop(key, None)
-        return
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise _fail(where, f"{key} must be a string")
-    text = str(value)
-    if len(text) > _MAX_ID:
-        raise _fail(where, f"{key} is longer than {_MAX_ID} characters")
-    event[key] = text
+def _get(raw: dict[str, Any], camel: str, snake: str) -> Any:
+    value = raw.get(camel)
+    return raw.get(snake) if value is None else value
 
 
-def _mapping(event: dict[str, Any], key: str, where: str) -> dict[str, Any]:
-    value = event.get(key)
-    if value is None:
-        value = {}
-        event[key] = value
-    if not isinstance(value, dict):
-        raise _fail(where, f"{key} must be an object")
-    return value
+def validate_event(raw: Any, forced_type: str | None = None, where: str = "") -> None:
+    """Raise :class:`BadRequest` saying what is wrong with an incoming event; no copy is made.
 
-
-def normalise_event(
-    raw: Any, info: RequestInfo, forced_type: str | None = None, where: str = ""
-) -> dict[str, Any]:
-    """Return the normalised event, or raise :class:`BadRequest` saying what is wrong."""
+    The gateway runs this on every event before answering 200; :func:`normalise_event` accepts
+    exactly what passes it."""
     if not isinstance(raw, dict):
         raise _fail(where, "an event must be a JSON object")
-    event: dict[str, Any] = {}
-    for key, value in raw.items():
-        event[_TOP_ALIASES.get(str(key), str(key))] = value
-    event.pop("writeKey", None)
-    kind = forced_type or event.get("type")
+    kind = forced_type or raw.get("type")
     if not isinstance(kind, str) or kind not in EVENT_TYPES:
         raise _fail(where, f"unknown event type {kind!r} (expected one of track, page, identify, group)")
-    event["type"] = kind
     if kind == "track":
-        name = event.get("event")
+        name = raw.get("event")
         if not isinstance(name, str) or not name.strip():
             raise _fail(where, "a track event needs an event name in 'event'")
         if len(name) > 200:
             raise _fail(where, "the event name is longer than 200 characters")
-    for key in ("userId", "anonymousId", "messageId", "groupId"):
-        _identifier(event, key, where)
-    if "name" in event and event["name"] is not None and not isinstance(event["name"], str):
+    for camel, snake in _IDENTIFIERS:
+        value = _get(raw, camel, snake)
+        if value is None or value == "":
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise _fail(where, f"{camel} must be a string")
+        if len(str(value)) > _MAX_ID:
+            raise _fail(where, f"{camel} is longer than {_MAX_ID} characters")
+    name = raw.get("name")
+    if name is not None and not isinstance(name, str):
         raise _fail(where, "name must be a string")
-    properties = _mapping(event, "properties", where)
-    traits = _mapping(event, "traits", where)
-    context = _mapping(event, "context", where)
+    for key in ("properties", "traits", "context"):
+        value = raw.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise _fail(where, f"{key} must be an object")
+    timestamp = raw.get("timestamp")
+    if timestamp is not None and parse_ts(timestamp) is None:
+        raise _fail(where, f"timestamp {timestamp!r} is not an ISO 8601 date-time")
+    context = raw.get("context")
+    if context:
+        for key in ("page", "traits"):
+            value = context.get(key)
+            if value is not None and not isinstance(value, dict):
+                raise _fail(where, f"context.{key} must be an object")
+        _check_session(context, where)
+        _check_consent(context, where)
+
+
+def scrub_event(raw: dict[str, Any], phone_region: str | None) -> None:
+    """Hash email and phone of an incoming (validated) event in place."""
+    for key in ("traits", "properties"):
+        value = raw.get(key)
+        if isinstance(value, dict):
+            scrub_pii(value, phone_region)
+    context = raw.get("context")
+    if isinstance(context, dict) and isinstance(context.get("traits"), dict):
+        scrub_pii(context["traits"], phone_region)
+
+
+def may_hold_pii(body: bytes) -> bool:
+    """False only when the raw body certainly has no email or phone key (the gateway's fast path)."""
+    low = body.lower()
+    return any(marker in low for marker in _PII_MARKERS)
+
+
+def events_in(body: Any, shape: str) -> list[Any]:
+    """The events of a stored request body: ``single`` (one event), ``batch`` (``{"batch": [...]}``
+    with an optional batch-level ``context`` applied to each event) or ``list``."""
+    if shape == "single":
+        return [body]
+    if shape == "list":
+        return list(body)
+    events = body.get("batch")
+    context = body.get("context")
+    if isinstance(context, dict) and isinstance(events, list):
+        events = [{**e, "context": {**context, **(e.get("context") or {})}} if isinstance(e, dict) else e for e in events]
+    return list(events) if isinstance(events, list) else []
+
+
+def request_info(meta: dict[str, Any], phone_region: str | None) -> RequestInfo:
+    return RequestInfo(
+        source_id=meta["s"],
+        ip=meta["ip"],
+        user_agent=meta["ua"],
+        anonymous_id=meta["v"],
+        received_at=meta["at"],
+        phone_region=phone_region,
+    )
+
+
+def normalise_event(raw: Any, info: RequestInfo, forced_type: str | None = None, where: str = "") -> dict[str, Any]:
+    """Return the normalised event, or raise :class:`BadRequest` saying what is wrong."""
+    validate_event(raw, forced_type, where)
+    event: dict[str, Any] = {}
+    for key, value in raw.items():
+        event[_TOP_ALIASES.get(str(key), str(key))] = value
+    event.pop("writeKey", None)
+    kind = forced_type or event["type"]
+    event["type"] = kind
+    for key in ("userId", "anonymousId", "messageId", "groupId"):
+        value = event.get(key)
+        if value is None or value == "":
+            event.pop(key, None)
+        else:
+            event[key] = str(value)
+    properties = event.get("properties") or {}
+    event["properties"] = properties
+    traits = event.get("traits") or {}
+    event["traits"] = traits
+    context = event.get("context") or {}
+    event["context"] = context
     for key, alias in _CONTEXT_ALIASES.items():
         if key in context:
             context[alias] = context.pop(key)
@@ -107,13 +185,8 @@ def normalise_event(
     event.setdefault("anonymousId", info.anonymous_id)
     if "messageId" not in event:
         event["messageId"] = f"{random.getrandbits(128):032x}"  # unique, not secret: no urandom call
-    if "timestamp" in event:
-        epoch = parse_ts(event["timestamp"])
-        if epoch is None:
-            raise _fail(where, f"timestamp {event['timestamp']!r} is not an ISO 8601 date-time")
-        event["timestamp"] = format_ts(epoch)
-    else:
-        event["timestamp"] = info.received_iso
+    timestamp = event.get("timestamp")
+    event["timestamp"] = info.received_iso if timestamp is None else format_ts(parse_ts(timestamp) or info.received_at)
     event["receivedAt"] = info.received_iso
     event["sourceId"] = info.source_id
 
@@ -121,24 +194,21 @@ def normalise_event(
         context["ip"] = info.ip
     if not isinstance(context.get("userAgent"), str) or not context.get("userAgent"):
         context["userAgent"] = info.user_agent
-    page = context.get("page")
-    if page is not None and not isinstance(page, dict):
-        raise _fail(where, "context.page must be an object")
-    if kind == "page" and not page:
+    if kind == "page" and not context.get("page"):
         page = {k: properties[k] for k in ("url", "path", "referrer", "search", "title") if k in properties}
         if page:
             context["page"] = page
-    _check_session(context, where)
-    _check_consent(context, where)
-
-    region = info.phone_region
-    scrub_pii(traits, region)
-    scrub_pii(properties, region)
-    context_traits = context.get("traits")
-    if isinstance(context_traits, dict):
-        scrub_pii(context_traits, region)
-    elif context_traits is not None:
-        raise _fail(where, "context.traits must be an object")
+    if context.get("session") == {}:
+        context.pop("session")
+    session = context.get("session")
+    if session:
+        session["id"] = str(session["id"])
+        if session.get("number") is not None:
+            session["number"] = int(session["number"])
+    consent = context.get("consent")
+    if consent and "tcfString" in consent:
+        consent["tcf_string"] = consent.pop("tcfString")
+    scrub_event(event, info.phone_region)
     if not traits:
         event.pop("traits")
     return event
