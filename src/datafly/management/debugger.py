@@ -11,6 +11,7 @@ email or phone never shown.
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,35 @@ __all__ = ["StreamFilter", "all_secrets", "event_stream", "journey", "shape_entr
 
 _KEEPALIVE = 15.0
 _REMEMBER = 5000
+_stopping: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
+
+
+def process_stopping() -> asyncio.Event:
+    """Set when the process is told to stop (SIGTERM, SIGINT), so open streams end at once.
+
+    The server waits for open responses before it shuts down; a debugger stream never ends on
+    its own. The handler wraps the one in place (the server's) and calls it.
+    """
+    loop = asyncio.get_running_loop()
+    found = _stopping.get(loop)
+    if found is not None:
+        return found
+    event = _stopping[loop] = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+
+        def handler(signum: int, frame: object, previous: object = previous) -> None:
+            loop.call_soon_threadsafe(event.set)
+            if callable(previous):
+                previous(signum, frame)
+            elif previous == signal.SIG_DFL and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+
+        try:
+            signal.signal(sig, handler)
+        except ValueError:  # not the main thread: no signal handling here
+            break
+    return event
 
 
 def all_secrets(runtime: Runtime) -> list[str]:
@@ -90,15 +120,20 @@ class StreamFilter:
 
 async def event_stream(runtime: Runtime, wanted: StreamFilter) -> AsyncIterator[bytes]:
     queue = runtime.bus.subscribe()
+    stopping = process_stopping()
     seen: OrderedDict[str, dict[str, Any]] = OrderedDict()  # message id -> source and name
+    stop_wait = asyncio.ensure_future(stopping.wait())
     try:
         yield b"retry: 2000\n" + b"event: hello\ndata: " + orjson.dumps({"stage": "hello"}) + b"\n\n"
-        while True:
-            try:
-                entry = await asyncio.wait_for(queue.get(), _KEEPALIVE)
-            except TimeoutError:
-                yield b": keep-alive\n\n"
+        while not stopping.is_set():
+            getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter, stop_wait}, timeout=_KEEPALIVE, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                if not stopping.is_set():
+                    yield b": keep-alive\n\n"
                 continue
+            entry = getter.result()
             shaped = shape_entry(entry, all_secrets(runtime))
             mid = str(shaped.get("message_id", ""))
             if shaped.get("stage") == "received":
@@ -111,6 +146,7 @@ async def event_stream(runtime: Runtime, wanted: StreamFilter) -> AsyncIterator[
             if wanted.matches(shaped, context or shaped):
                 yield b"data: " + orjson.dumps(shaped) + b"\n\n"
     finally:
+        stop_wait.cancel()
         runtime.bus.unsubscribe(queue)
 
 
