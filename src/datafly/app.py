@@ -56,6 +56,7 @@ class DataflyApp:
             return
         path = scope["path"] if kind == "http" else ""
         if self.serves_gateway and path in ROUTES:
+            self.runtime.gateway_activity.touch()
             await self.ingest(scope, receive, send, ROUTES[path])
         elif path == "/d.js" and self.serves_gateway and scope["method"] in ("GET", "HEAD"):
             headers = header_map(scope)

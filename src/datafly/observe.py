@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["DebugBus", "Metrics"]
+__all__ = ["Activity", "DebugBus", "Metrics"]
 
 
 class Metrics:
@@ -43,6 +44,20 @@ class Metrics:
         self.queue_depth = Gauge(
             "datafly_queue_depth", "Events waiting per integration", ["integration"], registry=r
         )
+
+
+class Activity:
+    """When something last happened (the gateway touches it on every request)."""
+
+    def __init__(self, window: float = 0.05) -> None:
+        self.window = window
+        self.last = 0.0
+
+    def touch(self) -> None:
+        self.last = time.monotonic()
+
+    def recent(self) -> bool:
+        return time.monotonic() - self.last < self.window
 
 
 class DebugBus:

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -26,6 +27,8 @@ from datafly.store.records import InboundEvent, LogRow, NewDelivery
 
 log = logging.getLogger("datafly.processor")
 _BATCH = 200  # stored requests per step (each holds one event or a batch)
+_GROUP = 500  # events per commit
+_YIELD_FACTOR = 4.0  # while the gateway is busy, pause this many times the time a group took
 _CACHE = 50_000
 
 
@@ -38,12 +41,14 @@ class Processor:
         metrics: Metrics,
         bus: DebugBus,
         cache_profiles: bool = True,
+        gateway_busy: Callable[[], bool] | None = None,
     ) -> None:
         self.backend = backend
         self.integrations = integrations
         self.config = config
         self.metrics = metrics
         self.bus = bus
+        self.gateway_busy = gateway_busy or (lambda: False)
         self._cache: OrderedDict[str, Profile] | None = OrderedDict() if cache_profiles else None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -63,9 +68,24 @@ class Processor:
                 await self.backend.wait("inbound", 0.5)
 
     async def step(self) -> int:
+        """Process the next stored requests in groups of about :data:`_GROUP` events, each group
+        committed on its own; while the gateway is taking requests, pause between groups so
+        accepting events keeps priority over processing them (the inbox is durable)."""
         batch = await self.backend.read_inbound(_BATCH)
-        if batch:
-            await self.process(batch)
+        start = 0
+        while start < len(batch):
+            began = time.perf_counter()
+            now = time.time()
+            logs: list[LogRow] = []
+            events: list[dict[str, Any]] = []
+            end = start
+            while end < len(batch) and len(events) < _GROUP:
+                events.extend(self.expand(batch[end : end + 1], now, logs))
+                end += 1
+            await self.process(batch[start:end], events, logs)
+            start = end
+            if self.gateway_busy():
+                await asyncio.sleep(min(0.1, (time.perf_counter() - began) * _YIELD_FACTOR))
         return len(batch)
 
     async def _profiles(self, anonymous_ids: set[str]) -> dict[str, Profile]:
@@ -99,10 +119,12 @@ class Processor:
                     logs.append(LogRow(now, "", (), "rejected", f"could not normalise an accepted event: {exc.message}"))
         return events
 
-    async def process(self, batch: list[InboundEvent]) -> None:
+    async def process(
+        self, batch: list[InboundEvent], events: list[dict[str, Any]] | None = None, logs: list[LogRow] | None = None
+    ) -> None:
         now = time.time()
-        logs: list[LogRow] = []
-        events = self.expand(batch, now, logs)
+        logs = [] if logs is None else logs
+        events = self.expand(batch, now, logs) if events is None else events
         profiles = await self._profiles({e["anonymousId"] for e in events}) if events else {}
         seen = await self.backend.seen_message_ids(
             [e["messageId"] for e in events], now - self.config.dedup_window

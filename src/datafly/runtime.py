@@ -23,7 +23,7 @@ from datafly.delivery.worker import IntegrationWorker
 from datafly.destinations.registry import get_destination
 from datafly.gateway.sources import SourceIndex
 from datafly.integrations import IntegrationSet
-from datafly.observe import DebugBus, Metrics
+from datafly.observe import Activity, DebugBus, Metrics
 from datafly.processor import Processor
 from datafly.store.base import Backend
 
@@ -59,6 +59,7 @@ class Runtime:
     shutdown_grace: float = 5.0
     metrics: Metrics = field(default_factory=Metrics)
     bus: DebugBus = field(default_factory=DebugBus)
+    gateway_activity: Activity = field(default_factory=Activity)
 
     def __post_init__(self) -> None:
         self.backend = open_backend(self.config, self.home)
@@ -94,6 +95,7 @@ class Runtime:
                 self.metrics,
                 self.bus,
                 cache_profiles=getattr(self.backend, "single_process", True),
+                gateway_busy=self.gateway_activity.recent,
             )
             self._tasks.append(asyncio.create_task(self.processor.run(self._stop), name="processor"))
         if self.runs_delivery:

@@ -14,7 +14,7 @@ def click_ids_in(event: dict[str, Any]) -> dict[str, str]:
     found: dict[str, str] = {}
     page = event["context"].get("page") or {}
     for text in (page.get("url"), page.get("search")):
-        if not isinstance(text, str) or "=" not in text:
+        if not isinstance(text, str) or ("rclid=" not in text and "rtid=" not in text):
             continue
         query = urllib.parse.urlsplit(text).query if "://" in text else text.lstrip("?")
         for name, value in urllib.parse.parse_qsl(query):
