@@ -49,6 +49,7 @@ def _log_params(rows: Sequence[LogRow]) -> list[tuple[Any, ...]]:
     ]
 
 
+_LOG_ROWS = 2_000_000  # the delivery log keeps at most this many rows (and at most 7 days)
 _INSERT_LOG = (
     "INSERT INTO delivery_log (at, integration_id, message_ids, outcome, reason, request, status, response,"
     " latency_ms, attempt) VALUES (?,?,?,?,?,?,?,?,?,?)"
@@ -374,6 +375,7 @@ class EmbeddedBackend(Backend):
         def prune(c: sqlite3.Connection) -> None:
             c.execute("DELETE FROM seen WHERE at < ?", (seen_before,))
             c.execute("DELETE FROM delivery_log WHERE at < ?", (log_before,))
+            c.execute("DELETE FROM delivery_log WHERE id <= (SELECT max(id) FROM delivery_log) - ?", (_LOG_ROWS,))
 
         await self.db.write(prune)
 
