@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from datafly.destinations.base import Destination
+from datafly.destinations.fields import check_field_name, check_source
 from datafly.destinations.registry import get_destination
 from datafly.durations import parse_duration
 from datafly.errors import ConfigError
@@ -54,6 +56,8 @@ class Integration:
     events: Mapping[str, str | None] = field(default_factory=dict)
     enabled: bool = True
     managed_by: str = "config"  # config | ui
+    # vendor field -> dotted path into the processed event, "=constant", or None (remove the field)
+    fields: Mapping[str, str | None] = field(default_factory=dict)
 
     def mapping(self) -> dict[str, str]:
         """The effective event mapping: the preset's, with the ``events`` overrides applied."""
@@ -327,6 +331,7 @@ class _Checker:
             "endpoint",
             "events",
             "enabled",
+            "fields",
         }
         self.keys(item, where, allowed, {"id", "vendor"})
         iid = self.string(item, "id", where)
@@ -372,6 +377,7 @@ class _Checker:
         enabled = item.get("enabled", True)
         if not isinstance(enabled, bool):
             self.fail(f"{where}.enabled", "expected true or false")
+        fields = self.fields(item.get("fields"), f"{where}.fields", destination)
         if not (iid and vendor and destination and preset):
             return None
         return Integration(
@@ -384,7 +390,25 @@ class _Checker:
             endpoint=endpoint,
             events=events,
             enabled=bool(enabled),
+            fields=fields,
         )
+
+    def fields(self, raw: Any, where: str, destination: Destination | None) -> dict[str, str | None]:
+        """``fields:``: vendor field -> dotted event path, ``=constant`` or null (remove the field)."""
+        found: dict[str, str | None] = {}
+        for name, source in self.section(raw, where).items():
+            name = str(name)
+            problem = check_field_name(name)
+            reserved = destination.reserved_fields.get(name.split(".", 1)[0]) if destination else None
+            if problem is None and reserved:
+                problem = f"cannot be overridden: it {reserved}"
+            if problem is None:
+                problem = check_source(source)
+            if problem is not None:
+                self.fail(f"{where}.{name}", problem)
+                continue
+            found[name] = source
+        return found
 
     def settings(self, raw: Mapping[str, Any], schema: tuple[Any, ...], where: str) -> None:
         known = {f.name: f for f in schema}

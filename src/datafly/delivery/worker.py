@@ -162,8 +162,9 @@ class IntegrationWorker:
             event = orjson.loads(item.event)
             events[item.id] = event
             try:
-                shaped = self.destination.format_item(
-                    Item(item.id, event, item.mapping, item.first_in_session), settings
+                # the vendor payload, then the integration's field-source overrides (``fields:``)
+                shaped = self.destination.format_for(
+                    Item(item.id, event, item.mapping, item.first_in_session), settings, integration.fields
                 )
             except Exception as exc:  # a formatter bug must not block the queue
                 log.exception("formatting failed for %s", integration.id)

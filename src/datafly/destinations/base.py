@@ -12,11 +12,14 @@ Exception tree: none here. Formatting problems that concern one event are return
 from __future__ import annotations
 
 import base64
+import copy
 import enum
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from datafly.destinations.fields import is_empty, parse_source, resolve_path
 
 Event = dict[str, Any]
 Settings = Mapping[str, Any]
@@ -176,6 +179,10 @@ class Destination:
     default_endpoint: ClassVar[str] = ""
     max_batch: ClassVar[int] = 1  # events per request
     max_wait: ClassVar[float] = 0.0  # seconds to wait for a fuller batch
+    # field-source overrides (``integrations[].fields``, see datafly.destinations.fields):
+    fields_at: ClassVar[str | None] = None  # payload key holding the vendor fields; None: the payload
+    reserved_fields: ClassVar[Mapping[str, str]] = {}  # field -> why an override is refused
+    known_fields: ClassVar[tuple[str, ...]] = ()  # the vendor's field names, as suggestions in the UI
 
     @classmethod
     def secret_fields(cls) -> tuple[str, ...]:
@@ -191,6 +198,68 @@ class Destination:
     def format_item(self, item: Item, settings: Settings) -> Formatted | Skip:
         raise NotImplementedError
 
+    def format_for(
+        self, item: Item, settings: Settings, sources: Mapping[str, str | None] | None = None
+    ) -> Formatted | Skip:
+        """:meth:`format_item`, then the integration's field-source overrides: what the delivery
+        worker and the mapping preview both send."""
+        shaped = self.format_item(item, settings)
+        if isinstance(shaped, Skip) or not sources:
+            return shaped
+        return self.apply_field_sources(shaped, item.event, sources)
+
+    def apply_field_sources(
+        self, formatted: Formatted, event: Event, sources: Mapping[str, str | None]
+    ) -> Formatted | Skip:
+        """``formatted`` with each vendor field set from its source (pure: a changed copy).
+
+        ``sources`` maps a vendor field name to a dotted path into ``event``, a constant ``=value``
+        or None (remove the field). A path that is absent in the event removes the field. A dotted
+        field name sets a key inside a JSON object field (Exactag ``params.currency``; for the
+        webhook, a path into the forwarded event). Fields live in ``payload[fields_at]``, or the
+        payload itself. Afterwards :meth:`check_fields` may refuse the result (a required
+        identifier was removed): the event is then skipped with that reason, never sent.
+        """
+        if not sources:
+            return formatted
+        payload = copy.deepcopy(formatted.payload)
+        container = payload if self.fields_at is None else payload.get(self.fields_at)
+        if not isinstance(container, dict):
+            return formatted
+        touched: list[str] = []
+        for name, raw in sources.items():
+            source = parse_source(raw)
+            if source.kind == "constant":
+                value: Any = source.value
+            elif source.kind == "path":
+                value = copy.deepcopy(resolve_path(event, source.value))
+            else:
+                value = None
+            _place(container, name.split("."), value)
+            top = name.split(".", 1)[0]
+            if top not in touched:
+                touched.append(top)
+        for top in touched:
+            if top in container:
+                shaped = self.field_value(container[top])
+                if shaped is None:
+                    container.pop(top)
+                else:
+                    container[top] = shaped
+        problem = self.check_fields(container)
+        return problem if problem is not None else Formatted(formatted.item_id, payload)
+
+    def field_value(self, value: Any) -> Any:
+        """The form in which an overridden top-level field is sent; None: not sent.
+
+        Default: JSON types kept, empty values dropped. Exactag sends text (query values).
+        """
+        return None if is_empty(value) else value
+
+    def check_fields(self, fields: Mapping[str, Any]) -> Skip | None:
+        """Why the fields left after the overrides cannot be sent (a required one is gone), or None."""
+        return None
+
     def build_requests(
         self, formatted: Sequence[Formatted], settings: Settings, endpoint: str
     ) -> list[OutboundRequest]:
@@ -201,6 +270,26 @@ class Destination:
         """One outcome for every item id of ``request``."""
         outcome = classify_status(response)
         return {item_id: outcome for item_id in request.item_ids}
+
+
+def _place(container: dict[str, Any], names: list[str], value: Any) -> None:
+    """Set ``container[names[0]][names[1]]...`` to ``value``; an empty value removes the key and
+    any object that becomes empty by it (empty values are never sent)."""
+    head, rest = names[0], names[1:]
+    if not rest:
+        if is_empty(value):
+            container.pop(head, None)
+        else:
+            container[head] = value
+        return
+    inner = container.get(head)
+    if not isinstance(inner, dict):
+        if is_empty(value):
+            return
+        inner = container[head] = {}
+    _place(inner, rest, value)
+    if not inner:
+        container.pop(head, None)
 
 
 def chunks(seq: Sequence[Formatted], size: int) -> list[Sequence[Formatted]]:

@@ -49,6 +49,7 @@ def vendor_view(destination: Destination) -> dict[str, Any]:
         "mapping_label": notes.get("mapping_label", "Mapping"),
         "default_endpoint": destination.default_endpoint or None,
         "batch_size": destination.max_batch,
+        "fields": list(destination.known_fields),  # suggestions for the field-source overrides
         "settings": [
             {
                 "name": f.name,

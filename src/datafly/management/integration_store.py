@@ -26,7 +26,7 @@ __all__ = ["IntegrationStore", "is_masked"]
 
 log = logging.getLogger("datafly.management")
 KIND = "integration"
-_EDITABLE = {"preset", "settings", "sources", "consent", "endpoint", "events", "mapping", "enabled"}
+_EDITABLE = {"preset", "settings", "sources", "consent", "endpoint", "events", "mapping", "enabled", "fields"}
 _CATEGORY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -89,6 +89,7 @@ class IntegrationStore:
             events=dict(doc.get("events") or {}),
             enabled=enabled,
             managed_by="ui",
+            fields=dict(doc.get("fields") or {}),
         )
 
     # views -----------------------------------------------------------------------------------
@@ -127,6 +128,7 @@ class IntegrationStore:
             "events": dict(integration.events),
             "mapping": integration.mapping(),
             "preset_events": dict(preset.events) if preset else {},
+            "fields": dict(integration.fields),
             "enabled": integration.enabled,
             "managed_by": integration.managed_by,
             "read_only": from_config,
@@ -179,6 +181,15 @@ class IntegrationStore:
             raise ApiError(400, "the integration is not valid", problems or ["invalid integration"])
         return dataclasses.replace(integration, managed_by="ui")
 
+    @staticmethod
+    def check_fields(raw: Any, vendor: str) -> dict[str, str | None]:
+        """Validate a ``fields`` body (vendor field -> source) with the config file's rules."""
+        problems: list[str] = []
+        found = _Checker(problems).fields(raw, "fields", get_destination(vendor))
+        if problems:
+            raise ApiError(400, "the field sources are not valid", problems)
+        return found
+
     def new_id(self, vendor: str) -> str:
         taken = {i.id for i in self.runtime.integrations.all()}
         candidate, n = vendor, 1
@@ -218,6 +229,7 @@ class IntegrationStore:
             "consent": list(current.consent),
             "events": dict(current.events),
             "enabled": current.enabled,
+            "fields": dict(current.fields),
         }
         if current.sources is not None:
             raw["sources"] = list(current.sources)
@@ -277,6 +289,7 @@ class IntegrationStore:
             "consent": list(integration.consent),
             "endpoint": integration.endpoint,
             "events": dict(integration.events),
+            "fields": dict(integration.fields),
             "enabled": integration.enabled,
             "created_at": created_at,
             "updated_at": time.time(),

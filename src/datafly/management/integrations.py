@@ -59,7 +59,7 @@ async def delete_integration(request: Request) -> Response:
 
 
 async def preview(request: Request) -> Response:
-    """The request a sample event would produce, with unsaved mapping changes applied."""
+    """The request a sample event would produce, with unsaved mapping and field-source changes applied."""
     ctx = context_of(request)
     integration = ctx.integrations.get(request.path_params["integration_id"])
     body = await read_json(request)
@@ -73,6 +73,10 @@ async def preview(request: Request) -> Response:
         if not isinstance(events, dict):
             raise ApiError(400, "mapping: expected event: value pairs")
         integration = dataclasses.replace(integration, events=events)
+    if "fields" in body:  # unsaved field sources, applied exactly as the delivery worker applies them
+        integration = dataclasses.replace(
+            integration, fields=ctx.integrations.check_fields(body["fields"], integration.vendor)
+        )
     sample = body.get("event") or sample_event(integration.mapping(), list(integration.consent))
     processing = ctx.runtime.config.processing
     result = preview_request(

@@ -48,10 +48,10 @@ OPERATIONS: list[tuple[str, str, str, str, dict[str, Any] | None, int, dict[str,
      None, 200, _ref("Integration")),
     ("patch", "/api/integrations/{integration_id}", "integrations",
      "Change an integration: preset, settings (a masked or empty secret keeps the stored one), consent, "
-     "sources, endpoint, mapping, enabled", _ref("IntegrationInput"), 200, _ref("Integration")),
+     "sources, endpoint, mapping, fields (replaced as a whole), enabled", _ref("IntegrationInput"), 200, _ref("Integration")),
     ("delete", "/api/integrations/{integration_id}", "integrations", "Delete an integration", None, 200, _OBJ),
     ("post", "/api/integrations/{integration_id}/preview", "integrations",
-     "The exact request a sample event would produce, with unsaved mapping changes",
+     "The exact request a sample event would produce, with unsaved mapping and field-source changes",
      _ref("PreviewInput"), 200, _ref("Preview")),
     ("get", "/api/integrations/{integration_id}/deliveries", "integrations", "Latest delivery attempts",
      None, 200, {"type": "object", "properties": {"deliveries": {"type": "array", "items": _OBJ}}}),
@@ -137,6 +137,7 @@ def _schemas() -> dict[str, Any]:
                 "title": {"type": "string"},
                 "settings": {"type": "array", "items": _OBJ},
                 "presets": {"type": "array", "items": _OBJ},
+                "fields": {"type": "array", "items": {"type": "string"}},
             },
         },
         "IntegrationInput": {
@@ -151,6 +152,12 @@ def _schemas() -> dict[str, Any]:
                 "endpoint": {"type": ["string", "null"]},
                 "mapping": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
                 "events": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+                "fields": {
+                    "type": "object",
+                    "additionalProperties": {"type": ["string", "null"]},
+                    "description": "field-source overrides: vendor field -> dotted event path "
+                    "(properties.total), constant (=web), or null to remove the field",
+                },
                 "enabled": {"type": "boolean"},
             },
         },
@@ -165,6 +172,7 @@ def _schemas() -> dict[str, Any]:
                 "consent": string_list,
                 "sources": {"type": ["array", "null"], "items": {"type": "string"}},
                 "mapping": {"type": "object", "additionalProperties": {"type": "string"}},
+                "fields": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
                 "enabled": {"type": "boolean"},
                 "managed_by": {"type": "string", "enum": ["config", "ui"]},
                 "read_only": {"type": "boolean"},
@@ -177,6 +185,11 @@ def _schemas() -> dict[str, Any]:
             "properties": {
                 "event": {"type": "object", "description": "a sample event (default: a realistic one)"},
                 "mapping": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+                "fields": {
+                    "type": ["object", "null"],
+                    "additionalProperties": {"type": ["string", "null"]},
+                    "description": "unsaved field-source overrides (replace the saved ones)",
+                },
             },
         },
         "Preview": {

@@ -1,7 +1,8 @@
 """Field-mapping preview: the exact request a sample event would produce, before saving.
 
 Runs the same pure steps as the pipeline (normalise, session and identity, consent routing,
-the destination's ``format_item`` and ``build_requests``) and returns the request masked.
+the destination's ``format_item`` with the integration's field-source overrides, and
+``build_requests``) and returns the request masked.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def preview_request(
         }
     routed = processed.routed[0]
     item = Item("preview", processed.event, routed.mapping, routed.first_in_session)
-    formatted = destination.format_item(item, settings)
+    formatted = destination.format_for(item, settings, integration.fields)  # as the delivery worker does
     if isinstance(formatted, Skip):
         return {"outcome": "skipped", "reason": formatted.reason, "mapping": routed.mapping, "event": shown}
     endpoint = destination.endpoint(settings, integration.endpoint)

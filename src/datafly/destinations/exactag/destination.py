@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
 
 from datafly.destinations.base import (
     Destination,
@@ -19,7 +22,7 @@ from datafly.destinations.base import (
     classify_status,
     load_presets,
 )
-from datafly.destinations.exactag.query import build_hit
+from datafly.destinations.exactag.query import build_hit, query_text
 
 __all__ = ["AUTH_HINT", "ExactagDestination"]
 
@@ -44,6 +47,28 @@ class ExactagDestination(Destination):
     default_endpoint = "https://m.exactag.com/s2s/pi.ashx"
     max_batch = 1
     max_wait = 0.0
+    fields_at = "query"
+    reserved_fields = {
+        "campaign": "comes from settings.campaign_code",
+        "version": "is fixed by the S2S API (1.0)",
+    }
+    known_fields = (
+        "sitegroup", "euk", "uk", "sessionid", "sescount", "sesevent", "referrer", "search", "orderid",
+        "totalprice", "customerid", "level", "optout", "consent_string", "host", "site", "consent", "params",
+    )  # fmt: skip
+
+    def field_value(self, value: Any) -> str | None:
+        """Query values are text; an object or list (the ``params`` JSON field) is sent as JSON."""
+        if isinstance(value, Mapping | list):
+            return orjson.dumps(value).decode() if value else None
+        return query_text(value)
+
+    def check_fields(self, fields: Mapping[str, Any]) -> Skip | None:
+        if not fields.get("sitegroup"):
+            return Skip("no sitegroup: the field mapping removed it")
+        if not (fields.get("euk") or fields.get("uk")):
+            return Skip("no user key: Exactag needs euk or uk (check the integration's field sources)")
+        return None
 
     def format_item(self, item: Item, settings: Settings) -> Formatted | Skip:
         hit = build_hit(item.event, item.mapping, item.first_in_session)

@@ -8,7 +8,7 @@ from typing import Any
 
 from datafly.destinations.base import Event, Skip, event_key
 
-__all__ = ["CONVERSION_EVENT", "CONVERSION_SITEGROUP", "build_hit", "is_conversion"]
+__all__ = ["CONVERSION_EVENT", "CONVERSION_SITEGROUP", "build_hit", "is_conversion", "query_text"]
 
 CONVERSION_EVENT = "Order Completed"
 CONVERSION_SITEGROUP = "conversion"
@@ -27,6 +27,9 @@ def _text(value: Any) -> str | None:
         return "1" if value else "0"
     text = str(value).strip()
     return text or None
+
+
+query_text = _text
 
 
 def is_conversion(event: Event, sitegroup: str) -> bool:

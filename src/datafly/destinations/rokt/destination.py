@@ -25,7 +25,7 @@ from datafly.destinations.base import (
     chunks,
     load_presets,
 )
-from datafly.destinations.rokt.conversion import build_conversion
+from datafly.destinations.rokt.conversion import NO_IDENTIFIER, build_conversion
 from datafly.destinations.rokt.responses import classify_rokt
 
 __all__ = ["RoktDestination"]
@@ -70,6 +70,15 @@ class RoktDestination(Destination):
     default_endpoint = "https://api.rokt.com/v1/conversions"
     max_batch = 100  # the real API's bound per request
     max_wait = 0.5
+    known_fields = (
+        "conversionType", "conversionId", "eventTime", "confirmationRef", "value", "currency", "margin",
+        "quantity", "rclid", "emailsha256", "mobilesha256", "ipAddress", "userAgent",
+    )  # fmt: skip
+
+    def check_fields(self, fields: Mapping[str, Any]) -> Skip | None:
+        if not (fields.get("rclid") or fields.get("emailsha256") or fields.get("mobilesha256")):
+            return Skip(NO_IDENTIFIER)
+        return None
 
     def format_item(self, item: Item, settings: Settings, *, now: float | None = None) -> Formatted | Skip:
         """The conversion record of one event; ``now`` (epoch seconds) defaults to the clock.

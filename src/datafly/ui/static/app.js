@@ -208,12 +208,46 @@ pages.mappings = () => {
     return mapping;
   };
   fill(data.mapping);
+
+  // field sources: vendor field -> event path, "=constant", or null (remove the field)
+  const fieldBody = $("#fields-table tbody");
+  const fieldsEmpty = () => { $("#fields-empty").hidden = fieldBody.children.length > 0; };
+  const addField = (name = "", source = "") => {
+    const removed = source === null;
+    const path = el("input", { class: "field-source", value: removed ? "" : source, placeholder: "properties.total or =web",
+      disabled: data.locked || removed });
+    const drop = el("input", { type: "checkbox", class: "field-remove", checked: removed, disabled: data.locked,
+      title: "Do not send this field", onchange: () => { path.disabled = drop.checked; } });
+    const row = el("tr", {},
+      el("td", {}, el("input", { class: "field-name", value: name, placeholder: "uk", list: "vendor-fields", disabled: data.locked })),
+      el("td", {}, path),
+      el("td", {}, drop),
+      el("td", { class: "right" }, data.locked ? "" : el("button", {
+        class: "btn small danger", type: "button", title: "Back to the standard source",
+        onclick: () => { row.remove(); fieldsEmpty(); },
+      }, "Delete")));
+    fieldBody.append(row);
+    fieldsEmpty();
+  };
+  for (const [k, v] of Object.entries(data.fields || {})) addField(k, v);
+  const currentFields = () => {
+    const fields = {};
+    for (const row of $$("tr", fieldBody)) {
+      const name = $(".field-name", row).value.trim();
+      if (!name) continue;
+      if ($(".field-remove", row).checked) fields[name] = null;
+      else fields[name] = $(".field-source", row).value.trim();
+    }
+    return fields;
+  };
+
   const on = (id, fn) => { const b = $(id); if (b) b.addEventListener("click", fn); };
   on("#add-row", () => addRow());
+  on("#add-field", () => addField());
   on("#reset-preset", () => fill(data.preset_events));
   on("#save-mapping", async () => {
     try {
-      await api("PATCH", "/api/integrations/" + encodeURIComponent(data.id), { mapping: current() });
+      await api("PATCH", "/api/integrations/" + encodeURIComponent(data.id), { mapping: current(), fields: currentFields() });
       toast("Mappings saved.");
     } catch (err) { toast(err.message + (err.problems.length ? ": " + err.problems.join("; ") : ""), "bad"); }
   });
@@ -226,7 +260,7 @@ pages.mappings = () => {
       return;
     }
     try {
-      const result = await api("POST", `/api/integrations/${encodeURIComponent(data.id)}/preview`, { event, mapping: current() });
+      const result = await api("POST", `/api/integrations/${encodeURIComponent(data.id)}/preview`, { event, mapping: current(), fields: currentFields() });
       const parts = [el("div", {}, badge(result.outcome), " ", result.mapping ? el("span", {}, "mapped to ", el("code", {}, result.mapping)) : "", " ", result.reason || "")];
       if (result.request) {
         const r = result.request;
@@ -235,7 +269,10 @@ pages.mappings = () => {
           (r.body ? "\n\n" + (() => { try { return pretty(JSON.parse(r.body)); } catch (e) { return r.body; } })() : "")));
       }
       box.replaceChildren(...parts);
-    } catch (err) { box.replaceChildren(el("div", { class: "error-box" }, err.message)); }
+    } catch (err) {
+      box.replaceChildren(el("div", { class: "error-box" }, err.message,
+        err.problems && err.problems.length ? el("ul", {}, err.problems.map((p) => el("li", {}, p))) : ""));
+    }
   });
 };
 
