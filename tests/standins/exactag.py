@@ -20,7 +20,7 @@ PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRA
 class ExactagStandIn(StandIn):
     """Answers like Exactag's pixel endpoint.
 
-    - 400 when ``campaign``, ``sitegroup`` or ``euk`` is missing;
+    - 400 when ``campaign``, ``sitegroup`` or a user key (``euk``, else ``uk``) is missing;
     - 401 for a campaign code not in ``valid_codes`` (nor ``inactive_codes``), 403 for an inactive one;
     - 405 for anything but GET; otherwise 200 with a 1x1 GIF.
     """
@@ -45,7 +45,9 @@ class ExactagStandIn(StandIn):
             return web.Response(status=403, text="campaign not active")
         if code not in self.valid_codes:
             return web.Response(status=401, text="unknown campaign")
-        missing = [name for name in ("sitegroup", "euk") if not query.get(name)]
+        missing = [name for name in ("sitegroup",) if not query.get(name)]
+        if not (query.get("euk") or query.get("uk")):  # the real API takes a hashed user id (uk) instead
+            missing.append("euk")
         if missing:
             return web.Response(status=400, text="missing " + ", ".join(missing))
         return web.Response(status=200, body=PIXEL, content_type="image/gif")
