@@ -366,11 +366,6 @@ def test_many_orders_reach_exactag_exactly_once(serve: Any, exactag: ExactagStan
     assert exactag.duplicates() == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: delivery/worker.py stores the vendor's answer (delivery_log.response) and the reason "
-    "built from it (delivery_log.reason, dead_letters.reason) without masking the integration's secrets",
-)
 def test_a_campaign_code_echoed_by_the_vendor_is_masked_too(serve: Any, exactag: ExactagStandIn) -> None:
     server = serve(make_config(exactag_integration("exactag-main", exactag.url)))
     # ASP.NET-style error pages repeat the request URL, campaign code included

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -29,6 +29,7 @@ from datafly.destinations.base import (
     Outcome,
     Skip,
     VendorResponse,
+    mask_text,
 )
 from datafly.observe import DebugBus, Metrics
 from datafly.processing.timestamps import parse_ts
@@ -190,7 +191,10 @@ class IntegrationWorker:
         for request, response in zip(requests, answers, strict=True):
             request_items = [by_id[i] for i in request.item_ids]
             masked = orjson.dumps(request.masked(secrets)).decode()
-            outcomes = self.destination.classify(request, response)
+            outcomes = {  # a vendor may echo the request back: its answer is masked like the request
+                item_id: replace(o, reason=mask_text(o.reason, secrets)) if secrets and o.reason else o
+                for item_id, o in self.destination.classify(request, response).items()
+            }
             summary = decide(request_items, request, masked, response, outcomes, self.config, now, result)
             reasons = sorted({o.reason for o in outcomes.values() if o.reason})
             result.log.append(
@@ -202,12 +206,12 @@ class IntegrationWorker:
                     reason="; ".join(reasons)[:1000],
                     request=masked,
                     status=response.status or None,
-                    response=excerpt(response.body) if response.status else response.error,
+                    response=mask_text(excerpt(response.body) if response.status else response.error, secrets),
                     latency_ms=round(response.latency_ms, 2),
                     attempt=max(i.attempts for i in request_items) + 1,
                 )
             )
-            self._observe(request_items, events, outcomes, response, masked, now)
+            self._observe(request_items, events, outcomes, response, masked, now, secrets)
         await self.backend.settle(integration.id, result.done, result.retries, result.dead, result.log)
 
     async def _send(self, request: OutboundRequest) -> VendorResponse:
@@ -222,6 +226,7 @@ class IntegrationWorker:
         response: VendorResponse,
         masked: str,
         now: float,
+        secrets: list[str],
     ) -> None:
         iid = self.integration.id
         for item in items:
@@ -242,7 +247,7 @@ class IntegrationWorker:
                     reason=outcome.reason if outcome else "",
                     status=response.status,
                     request=orjson.loads(masked),
-                    response=excerpt(response.body, 500) if response.status else response.error,
+                    response=mask_text(excerpt(response.body, 500) if response.status else response.error, secrets),
                     latency_ms=round(response.latency_ms, 2),
                 )
 
