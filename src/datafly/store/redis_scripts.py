@@ -40,7 +40,7 @@ local function dead_consumers(stream, group, consumers, me, dead_before)
   end
   return found
 end
-local function undelivered(stream, group, cap)
+local function undelivered_entries(stream, group, cap)
   local groups = redis.call('XINFO', 'GROUPS', stream)
   local last = '0-0'
   for _, g in ipairs(groups) do
@@ -51,7 +51,10 @@ local function undelivered(stream, group, cap)
     end
     if name == group then last = delivered end
   end
-  return #redis.call('XRANGE', stream, '(' .. last, '+', 'COUNT', cap)
+  return redis.call('XRANGE', stream, '(' .. last, '+', 'COUNT', cap)
+end
+local function undelivered(stream, group, cap)
+  return #undelivered_entries(stream, group, cap)
 end
 """
 
@@ -97,15 +100,17 @@ return claimed
 )
 
 # ARGV: group, me, now, dead_before. Returns the due time (a string, seconds) of the earliest
-# item, or false when nothing waits.
+# item, or false when nothing waits. An item waiting to be read is due since it was added.
 NEXT_DUE = (
     _PROMOTE
     + """
 local stream, group, me, now = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 ensure_group(stream, group)
 promote(stream, KEYS[2], KEYS[3], now, 1000)
-if undelivered(stream, group, 1) > 0 then return now end
-if #dead_consumers(stream, group, KEYS[4], me, tonumber(ARGV[4])) > 0 then return now end
+-- due since it was added: the time in its entry id
+local first = undelivered_entries(stream, group, 1)
+if #first > 0 then return string.format('%.3f', tonumber(string.match(first[1][1], '^(%d+)')) / 1000) end
+if #dead_consumers(stream, group, KEYS[4], me, tonumber(ARGV[4])) > 0 then return ARGV[4] end
 local best = nil
 for _, key in ipairs({KEYS[5], KEYS[2]}) do
   local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
