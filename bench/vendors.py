@@ -2,6 +2,7 @@
 Rokt conversions per second in batches of 100. Prints figures; asserts nothing.
 
 Usage: .venv/bin/python bench/vendors.py [--events 20000] [--conversions 20000] [--concurrency 64]
+       [--rounds 3]
 
 Method (everything in one run, on loopback):
 
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -299,37 +301,37 @@ async def measure(
     make_events: Callable[[int], list[dict[str, Any]]],
     n: int,
     concurrency: int,
-    count_events: bool,
-) -> tuple[Figure, Figure]:
+    rounds: int,
+) -> tuple[list[Figure], list[Figure]]:
+    """``rounds`` alternations of the bare loop and the worker on the same N events."""
+    bares: list[Figure] = []
+    workers: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="datafly-bench-") as tmp:
         # warm-up: connections, the stand-in's code paths
         warm = await queue_events(integration, make_events(min(2000, n)), os.path.join(tmp, "warm"))
         await bare_loop(await built_requests(warm), concurrency)
         await warm.backend.close()
         stand_in.ask("clear")
+        for r in range(rounds):
+            bare_queue = await queue_events(integration, make_events(n), os.path.join(tmp, f"bare{r}"))
+            requests = await built_requests(bare_queue)
+            await bare_queue.backend.close()
+            seconds = await bare_loop(requests, concurrency)
+            stats = stand_in.ask("stats")
+            bares.append(Figure("bare aiohttp loop", n, seconds, stats["last"] - stats["first"], stats))
+            stand_in.ask("clear")
 
-        bare_queue = await queue_events(integration, make_events(n), os.path.join(tmp, "bare"))
-        requests = await built_requests(bare_queue)
-        await bare_queue.backend.close()
-        seconds = await bare_loop(requests, concurrency)
-        stats = stand_in.ask("stats")
-        bare = Figure("bare aiohttp loop", n, seconds, stats["last"] - stats["first"], stats)
-        stand_in.ask("clear")
-
-        queued = await queue_events(integration, make_events(n), os.path.join(tmp, "worker"))
-        seconds = await worker_drain(queued, concurrency)
-        stats = stand_in.ask("stats")
-        logged = await queued.backend.db.read(
-            lambda c: c.execute("SELECT count(*), sum(outcome='done') FROM delivery_log").fetchone()
-        )
-        stats["delivery_log_rows"], stats["delivery_log_done"] = logged
-        await queued.backend.close()
-        worker = Figure("datafly delivery worker", n, seconds, stats["last"] - stats["first"], stats)
-        stand_in.ask("clear")
-    if count_events:
-        for figure in (bare, worker):
-            assert figure.stats.get("events", n) == n, figure.stats
-    return bare, worker
+            queued = await queue_events(integration, make_events(n), os.path.join(tmp, f"worker{r}"))
+            seconds = await worker_drain(queued, concurrency)
+            stats = stand_in.ask("stats")
+            logged = await queued.backend.db.read(
+                lambda c: c.execute("SELECT count(*), sum(outcome='done') FROM delivery_log").fetchone()
+            )
+            stats["delivery_log_rows"], stats["delivery_log_done"] = logged
+            await queued.backend.close()
+            workers.append(Figure("datafly delivery worker", n, seconds, stats["last"] - stats["first"], stats))
+            stand_in.ask("clear")
+    return bares, workers
 
 
 def machine() -> str:
@@ -345,39 +347,52 @@ def machine() -> str:
             f"aiohttp {aiohttp.__version__}, {platform.system()} {platform.release()}")
 
 
-def show(title: str, unit: str, bare: Figure, worker: Figure) -> None:
+def show(title: str, unit: str, bares: list[Figure], workers: list[Figure]) -> None:
     print(f"\n{title}")
-    for f in (bare, worker):
-        print(f"  {f.label:<26} {f.rate:>9,.0f} {unit}/s   ({f.count:,} in {f.seconds:.2f}s; "
-              f"first->last arrival {f.arrival_span:.2f}s; statuses {f.stats['statuses']}; "
-              f"duplicates {f.stats['duplicates']})")
-    print(f"  worker / bare: {worker.rate / bare.rate:.0%}")
+    for figures in (bares, workers):
+        best = max(figures, key=lambda f: f.rate)
+        rates = ", ".join(f"{f.rate:,.0f}" for f in figures)
+        print(f"  {best.label:<24} best {best.rate:>9,.0f} {unit}/s, median {median(f.rate for f in figures):>9,.0f}"
+              f"   (rounds: {rates})")
+        print(f"  {'':<24} best round: {best.count:,} in {best.seconds:.2f}s, first->last arrival "
+              f"{best.arrival_span:.2f}s, statuses {best.stats['statuses']}, duplicates {best.stats['duplicates']}")
+    ratio_best = max(f.rate for f in workers) / max(f.rate for f in bares)
+    ratio_median = median(f.rate for f in workers) / median(f.rate for f in bares)
+    print(f"  worker / bare: {ratio_best:.0%} (best), {ratio_median:.0%} (median)")
 
 
 async def run(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}")
-    print(f"concurrency {args.concurrency}; stand-ins in their own processes; uvloop: {_uvloop()}")
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (other work on the machine "
+          "skews the figures)")
+    print(f"concurrency {args.concurrency}; {args.rounds} rounds; stand-ins in their own processes; "
+          f"uvloop: {_uvloop()}")
 
     exactag_proc = StandInProcess("exactag")
     rokt_proc = StandInProcess("rokt")
     try:
         exactag = Integration("exactag-bench", "exactag", "default", {"campaign_code": CODE},
                               endpoint=exactag_proc.url)
-        bare, worker = await measure(exactag_proc, exactag, exactag_events, args.events, args.concurrency, False)
-        show(f"Exactag: {args.events:,} events, one GET each", "requests", bare, worker)
-        print(f"  delivery log rows: {worker.stats['delivery_log_rows']:,} "
-              f"(done {worker.stats['delivery_log_done']:,})")
+        bares, workers = await measure(exactag_proc, exactag, exactag_events, args.events, args.concurrency,
+                                       args.rounds)
+        show(f"Exactag: {args.events:,} events, one GET each", "requests", bares, workers)
+        logged = {(w.stats["delivery_log_rows"], w.stats["delivery_log_done"]) for w in workers}
+        print(f"  delivery log rows (rows, done) per worker round: {sorted(logged)}")
 
         rokt = Integration("rokt-bench", "rokt", "default",
                            {"account_id": ACCOUNT, "api_key": API_KEY, "api_secret": API_SECRET},
                            endpoint=rokt_proc.url)
-        bare, worker = await measure(rokt_proc, rokt, rokt_events, args.conversions, args.concurrency, True)
-        show(f"Rokt: {args.conversions:,} conversions, batches of up to 100", "conversions", bare, worker)
-        print(f"  requests: bare {bare.stats['requests']:,}, worker {worker.stats['requests']:,} "
-              f"(largest batch {worker.stats['max_batch']})")
+        bares, workers = await measure(rokt_proc, rokt, rokt_events, args.conversions, args.concurrency,
+                                       args.rounds)
+        show(f"Rokt: {args.conversions:,} conversions, batches of up to 100", "conversions", bares, workers)
+        accepted = {f.stats["events"] for f in bares + workers}
+        print(f"  conversions ingested by the stand-in per round: {sorted(accepted)}; requests per round: "
+              f"bare {bares[0].stats['requests']:,}, worker {workers[0].stats['requests']:,} "
+              f"(largest batch {max(w.stats['max_batch'] for w in workers)})")
     finally:
         exactag_proc.stop()
         rokt_proc.stop()
+    print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def _uvloop() -> bool:
@@ -393,6 +408,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000, help="Exactag events (default 20000)")
     parser.add_argument("--conversions", type=int, default=20_000, help="Rokt conversions (default 20000)")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight (default 64)")
+    parser.add_argument("--rounds", type=int, default=3, help="bare/worker alternations (default 3)")
     args = parser.parse_args()
     if _uvloop():
         import uvloop
