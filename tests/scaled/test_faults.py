@@ -115,7 +115,7 @@ def test_two_gateways_at_once(serve: Any, scaled_urls: dict[str, str]) -> None:
         assert all(s == 200 for sender in senders for s in sender.statuses)
 
 
-def test_redis_restart(serve: Any, own_servers: tuple[RedisServer, PostgresServer]) -> None:
+def test_redis_restart(own_servers: tuple[RedisServer, PostgresServer], serve: Any) -> None:
     redis_server, postgres = own_servers
     urls = scaled_config(redis_server, postgres)
     with AnsweringWebhook(hold=0.05).running_in_thread() as hook:
