@@ -5,9 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import urllib.parse
+from pathlib import Path
 from typing import Any
 
-from management_client import BASE_CONFIG, Client, login
+import pytest
+from management_client import ADMIN_PASSWORD, BASE_CONFIG, Client, login
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
 EXACTAG = {"vendor": "exactag", "settings": {"campaign_code": "CAMPAIGN-CODE-0123456789"}, "consent": ["marketing"]}
 SAMPLE = {
@@ -97,3 +102,44 @@ def test_fields_survive_a_restart(serve: Any, tmp_path: Any) -> None:
     api = login(serve(BASE_CONFIG, home=home).url)
     assert api.get("/api/integrations/exactag").json()["fields"] == FIELDS
     assert "uk" in query_of(api.post("/api/integrations/exactag/preview", {"event": SAMPLE}).json())
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+def test_the_field_mappings_page_edits_field_sources(serve: Any) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    expect = sync_api.expect
+    server = serve(BASE_CONFIG)
+    api = login(server.url)
+    assert api.post("/api/integrations", EXACTAG).status == 201
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1440, "height": 960})
+        page.set_default_timeout(15_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(server.url + "/login?next=/integrations/exactag/mappings")
+        page.fill("input[name=password]", ADMIN_PASSWORD)
+        page.click("button[type=submit]")
+        expect(page.locator("#fields-empty")).to_be_visible()
+        page.click("#add-field")
+        page.locator("#fields-table .field-name").nth(0).fill("uk")
+        page.locator("#fields-table .field-source").nth(0).fill("context.traits.email_sha256")
+        page.click("#add-field")
+        page.locator("#fields-table .field-name").nth(1).fill("euk")
+        page.locator("#fields-table .field-remove").nth(1).check()
+        expect(page.locator("#fields-table .field-source").nth(1)).to_be_disabled()
+        page.fill("#sample-event", json.dumps(SAMPLE))
+        page.click("#run-preview")
+        expect(page.locator("#preview-request")).to_contain_text("&uk=")
+        expect(page.locator("#preview-request")).not_to_contain_text("euk=")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "10-field-sources-preview.png"), full_page=True)
+        page.click("#save-mapping")
+        expect(page.locator("#toasts")).to_contain_text("Mappings saved")
+        # a raw-PII path is refused with the problem shown
+        page.locator("#fields-table .field-source").nth(0).fill("context.traits.email")
+        page.click("#run-preview")
+        expect(page.locator("#preview-result .error-box")).to_contain_text("names a raw email")
+        browser.close()
+        assert errors == [], errors
+    assert api.get("/api/integrations/exactag").json()["fields"] == {"uk": "context.traits.email_sha256", "euk": None}
