@@ -242,9 +242,9 @@ class _Checker:
         integrations = self.integrations(raw.get("integrations", []), {s.id for s in sources})
         storage = self.string(raw, "storage", "")
         queue = self.string(raw, "queue", "")
-        if storage and not storage.startswith(("postgresql://", "postgres://", "sqlite://")):
+        if storage and not storage.startswith(("postgresql://", "postgres://")):
             self.fail("storage", "expected postgresql://... (or leave it out for the embedded default)")
-        if queue and not queue.startswith(("redis://", "rediss://", "sqlite://")):
+        if queue and not queue.startswith(("redis://", "rediss://")):
             self.fail("queue", "expected redis://... (or leave it out for the embedded default)")
         return Config(
             sources=sources,

@@ -8,9 +8,9 @@ workers get a short grace period to deliver what is due, the rest stays queued o
 from __future__ import annotations
 
 import asyncio
-import os
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
