@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,6 +29,18 @@ __all__ = ["AUTH_HINT", "ExactagDestination"]
 
 AUTH_HINT = "The campaign code is wrong or not active. Re-check campaign_code with Exactag."
 VERSION = "1.0"
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")  # what urllib.parse.quote(safe="") leaves as it is
+
+
+def _quote(text: str) -> str:
+    """``urllib.parse.quote(text, safe="")``, without its cost for text that needs no quoting
+    (most query keys and values: the encoding was a third of the worker's time per event)."""
+    return text if _UNRESERVED.fullmatch(text) else urllib.parse.quote(text, safe="")
+
+
+def encode_query(query: Mapping[str, Any]) -> str:
+    """The same text as ``urllib.parse.urlencode(query, quote_via=urllib.parse.quote)``."""
+    return "&".join(f"{_quote(str(key))}={_quote(str(value))}" for key, value in query.items())
 
 
 class ExactagDestination(Destination):
@@ -81,10 +94,10 @@ class ExactagDestination(Destination):
         self, formatted: Sequence[Formatted], settings: Settings, endpoint: str
     ) -> list[OutboundRequest]:
         requests = []
+        separator = "&" if urllib.parse.urlsplit(endpoint).query else "?"
         for entry in formatted:
             query = {"campaign": str(settings["campaign_code"]), "version": VERSION, **entry.payload["query"]}
-            encoded = urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
-            separator = "&" if urllib.parse.urlsplit(endpoint).query else "?"
+            encoded = encode_query(query)
             requests.append(
                 OutboundRequest(
                     "GET",
