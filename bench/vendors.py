@@ -12,8 +12,7 @@ Method (everything in one run, on loopback):
   are sent by a bare aiohttp loop at the given concurrency, with the connector the delivery
   worker uses.
 - Exactag, worker path: the same N events, shaped as the processor leaves them, are put in the
-  embedded SQLite queue in advance (``commit_processed``, untimed); then the real IntegrationWorker (two loops, as ``datafly serve`` runs it for a one-event-per-request
-  vendor) drains the queue: lease, format, send, classify, settle, delivery log. Timed from its
+  embedded SQLite queue in advance (``commit_processed``, untimed); then the real IntegrationWorker (with its own number of loops, as ``datafly serve`` runs it) drains the queue: lease, format, send, classify, settle, delivery log. Timed from its
   start until the queue is empty; the ratio to the baseline is printed.
 - Rokt: M conversions queued the same way; the worker sends them in batches of up to 100.
   Conversions per second delivered (settled), with the bare-loop figure for the same bodies.
@@ -153,8 +152,16 @@ def _processed(i: int, ctx: dict[str, Any], **fields: Any) -> dict[str, Any]:
         "page": {"url": f"https://shop.example/p/{i}?utm_source=bench", "path": f"/p/{i}"},
         **ctx,
     }
-    return {"messageId": uuid.uuid4().hex, "anonymousId": visitor, "timestamp": stamp, "receivedAt": stamp,
-            "sourceId": "web", "properties": {}, "context": base_ctx, **fields}
+    return {
+        "messageId": uuid.uuid4().hex,
+        "anonymousId": visitor,
+        "timestamp": stamp,
+        "receivedAt": stamp,
+        "sourceId": "web",
+        "properties": {},
+        "context": base_ctx,
+        **fields,
+    }
 
 
 def exactag_events(n: int) -> list[dict[str, Any]]:
@@ -163,14 +170,28 @@ def exactag_events(n: int) -> list[dict[str, Any]]:
     events = []
     for i in range(n):
         if i % 10 == 9:
-            events.append(_processed(i, {"consent": consent}, type="track", event="Order Completed",
-                                     userId=f"user-{i % 1000}", properties={
-                                         "order_id": f"ORD-{i}", "revenue": 10 + i % 90, "affiliation": "web"}))
+            events.append(
+                _processed(
+                    i,
+                    {"consent": consent},
+                    type="track",
+                    event="Order Completed",
+                    userId=f"user-{i % 1000}",
+                    properties={"order_id": f"ORD-{i}", "revenue": 10 + i % 90, "affiliation": "web"},
+                )
+            )
         elif i % 3 == 0:
             events.append(_processed(i, {"consent": consent}, type="page"))
         else:
-            events.append(_processed(i, {"consent": consent}, type="track", event="Product Viewed",
-                                     properties={"product_id": f"P-{i % 500}"}))
+            events.append(
+                _processed(
+                    i,
+                    {"consent": consent},
+                    type="track",
+                    event="Product Viewed",
+                    properties={"product_id": f"P-{i % 500}"},
+                )
+            )
     return events
 
 
@@ -178,8 +199,10 @@ def rokt_events(n: int) -> list[dict[str, Any]]:
     return [
         _processed(
             i,
-            {"clickIds": {"rclid": uuid.UUID(int=i).hex},
-             "traits": {"email_sha256": hashlib.sha256(f"buyer{i}@example.com".encode()).hexdigest()}},
+            {
+                "clickIds": {"rclid": uuid.UUID(int=i).hex},
+                "traits": {"email_sha256": hashlib.sha256(f"buyer{i}@example.com".encode()).hexdigest()},
+            },
             type="track",
             event="Order Completed",
             properties={"order_id": f"ORD-R-{i}", "revenue": 19.99 + i % 50, "currency": "EUR"},
@@ -227,8 +250,9 @@ async def built_requests(queued: Queued) -> list[OutboundRequest]:
     items = await queued.backend.lease(queued.integration.id, 10**9, time.time(), 0.0)
     formatted: list[Formatted] = []
     for item in items:
-        shaped = destination.format_item(Item(item.id, orjson.loads(item.event), item.mapping,
-                                              item.first_in_session), settings)
+        shaped = destination.format_item(
+            Item(item.id, orjson.loads(item.event), item.mapping, item.first_in_session), settings
+        )
         if not isinstance(shaped, Skip):
             formatted.append(shaped)
     return destination.build_requests(formatted, settings, endpoint)
@@ -245,9 +269,14 @@ async def bare_loop(requests: Sequence[OutboundRequest], concurrency: int) -> fl
 
     async def one_lane() -> None:
         for request in pending:
-            async with session.request(request.method, URL(request.url, encoded=True),
-                                       headers=dict(request.headers), data=request.body, timeout=timeout,
-                                       allow_redirects=False) as response:
+            async with session.request(
+                request.method,
+                URL(request.url, encoded=True),
+                headers=dict(request.headers),
+                data=request.body,
+                timeout=timeout,
+                allow_redirects=False,
+            ) as response:
                 await response.read()
 
     started = time.perf_counter()
@@ -263,14 +292,15 @@ async def worker_drain(queued: Queued, concurrency: int) -> float:
     assert destination is not None
     config = DeliveryConfig(concurrency=concurrency, timeout=10.0)
     session = client_session(concurrency)
-    worker = IntegrationWorker(queued.integration, destination, queued.backend, config, session, Metrics(),
-                               DebugBus())
+    worker = IntegrationWorker(
+        queued.integration, destination, queued.backend, config, session, Metrics(), DebugBus()
+    )
     stop = asyncio.Event()
-    loops = 2 if destination.max_batch == 1 else 1  # as Runtime.sync_workers
     started = time.perf_counter()
-    task = asyncio.create_task(worker.run(stop, loops))
+    task = asyncio.create_task(worker.run(stop))  # as Runtime.sync_workers
+    # poll gently: a count over the queue shares the storage threads with the worker being measured
     while (await queued.backend.queue_depths()).get(queued.integration.id):
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.05)
     elapsed = time.perf_counter() - started
     stop.set()
     queued.backend.notify(worker.channel)
@@ -329,7 +359,9 @@ async def measure(
             )
             stats["delivery_log_rows"], stats["delivery_log_done"] = logged
             await queued.backend.close()
-            workers.append(Figure("datafly delivery worker", n, seconds, stats["last"] - stats["first"], stats))
+            workers.append(
+                Figure("datafly delivery worker", n, seconds, stats["last"] - stats["first"], stats)
+            )
             stand_in.ask("clear")
     return bares, workers
 
@@ -343,8 +375,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"aiohttp {aiohttp.__version__}, {platform.system()} {platform.release()}")
+    return (
+        f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"aiohttp {aiohttp.__version__}, {platform.system()} {platform.release()}"
+    )
 
 
 def show(title: str, unit: str, bares: list[Figure], workers: list[Figure]) -> None:
@@ -352,10 +386,14 @@ def show(title: str, unit: str, bares: list[Figure], workers: list[Figure]) -> N
     for figures in (bares, workers):
         best = max(figures, key=lambda f: f.rate)
         rates = ", ".join(f"{f.rate:,.0f}" for f in figures)
-        print(f"  {best.label:<24} best {best.rate:>9,.0f} {unit}/s, median {median(f.rate for f in figures):>9,.0f}"
-              f"   (rounds: {rates})")
-        print(f"  {'':<24} best round: {best.count:,} in {best.seconds:.2f}s, first->last arrival "
-              f"{best.arrival_span:.2f}s, statuses {best.stats['statuses']}, duplicates {best.stats['duplicates']}")
+        print(
+            f"  {best.label:<24} best {best.rate:>9,.0f} {unit}/s, median {median(f.rate for f in figures):>9,.0f}"
+            f"   (rounds: {rates})"
+        )
+        print(
+            f"  {'':<24} best round: {best.count:,} in {best.seconds:.2f}s, first->last arrival "
+            f"{best.arrival_span:.2f}s, statuses {best.stats['statuses']}, duplicates {best.stats['duplicates']}"
+        )
     ratio_best = max(f.rate for f in workers) / max(f.rate for f in bares)
     ratio_median = median(f.rate for f in workers) / median(f.rate for f in bares)
     print(f"  worker / bare: {ratio_best:.0%} (best), {ratio_median:.0%} (median)")
@@ -363,32 +401,45 @@ def show(title: str, unit: str, bares: list[Figure], workers: list[Figure]) -> N
 
 async def run(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}")
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (other work on the machine "
-          "skews the figures)")
-    print(f"concurrency {args.concurrency}; {args.rounds} rounds; stand-ins in their own processes; "
-          f"uvloop: {_uvloop()}")
+    print(
+        f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (other work on the machine "
+        "skews the figures)"
+    )
+    print(
+        f"concurrency {args.concurrency}; {args.rounds} rounds; stand-ins in their own processes; "
+        f"uvloop: {_uvloop()}"
+    )
 
     exactag_proc = StandInProcess("exactag")
     rokt_proc = StandInProcess("rokt")
     try:
-        exactag = Integration("exactag-bench", "exactag", "default", {"campaign_code": CODE},
-                              endpoint=exactag_proc.url)
-        bares, workers = await measure(exactag_proc, exactag, exactag_events, args.events, args.concurrency,
-                                       args.rounds)
+        exactag = Integration(
+            "exactag-bench", "exactag", "default", {"campaign_code": CODE}, endpoint=exactag_proc.url
+        )
+        bares, workers = await measure(
+            exactag_proc, exactag, exactag_events, args.events, args.concurrency, args.rounds
+        )
         show(f"Exactag: {args.events:,} events, one GET each", "requests", bares, workers)
         logged = {(w.stats["delivery_log_rows"], w.stats["delivery_log_done"]) for w in workers}
         print(f"  delivery log rows (rows, done) per worker round: {sorted(logged)}")
 
-        rokt = Integration("rokt-bench", "rokt", "default",
-                           {"account_id": ACCOUNT, "api_key": API_KEY, "api_secret": API_SECRET},
-                           endpoint=rokt_proc.url)
-        bares, workers = await measure(rokt_proc, rokt, rokt_events, args.conversions, args.concurrency,
-                                       args.rounds)
+        rokt = Integration(
+            "rokt-bench",
+            "rokt",
+            "default",
+            {"account_id": ACCOUNT, "api_key": API_KEY, "api_secret": API_SECRET},
+            endpoint=rokt_proc.url,
+        )
+        bares, workers = await measure(
+            rokt_proc, rokt, rokt_events, args.conversions, args.concurrency, args.rounds
+        )
         show(f"Rokt: {args.conversions:,} conversions, batches of up to 100", "conversions", bares, workers)
         accepted = {f.stats["events"] for f in bares + workers}
-        print(f"  conversions ingested by the stand-in per round: {sorted(accepted)}; requests per round: "
-              f"bare {bares[0].stats['requests']:,}, worker {workers[0].stats['requests']:,} "
-              f"(largest batch {max(w.stats['max_batch'] for w in workers)})")
+        print(
+            f"  conversions ingested by the stand-in per round: {sorted(accepted)}; requests per round: "
+            f"bare {bares[0].stats['requests']:,}, worker {workers[0].stats['requests']:,} "
+            f"(largest batch {max(w.stats['max_batch'] for w in workers)})"
+        )
     finally:
         exactag_proc.stop()
         rokt_proc.stop()

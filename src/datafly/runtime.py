@@ -132,8 +132,7 @@ class Runtime:
                 settings=self.settings_of,
             )
             stop = asyncio.Event()
-            loops = 2 if destination.max_batch == 1 else 1
-            task = asyncio.create_task(worker.run(stop, loops), name=f"worker:{iid}")
+            task = asyncio.create_task(worker.run(stop), name=f"worker:{iid}")
             self._workers[iid] = _RunningWorker(integration, worker, stop, task)
 
     def settings_of(self, integration: Integration) -> dict[str, object]:

@@ -106,12 +106,20 @@ class IntegrationWorker:
         self._settings = settings or (lambda i: {**i.settings, "preset": i.preset})
         self.channel = f"queue:{integration.id}"
         batch = destination.max_batch
-        self.lease_size = batch * 4 if batch > 1 else max(16, config.concurrency * 2)
+        self.lease_size = batch * 4 if batch > 1 else max(16, config.concurrency)
         self.lease_for = config.timeout * 3 + 30
         self._limit = asyncio.Semaphore(config.concurrency)
+        self._outcome_counters: dict[str, Any] = {}
+        self._latency = metrics.latency.labels(integration.id)
 
-    async def run(self, stop: asyncio.Event, loops: int = 1) -> None:
-        await asyncio.gather(*(self._loop(stop) for _ in range(loops)))
+    @property
+    def loops(self) -> int:
+        """Concurrent lease-send-settle loops: while one waits on the vendor or on storage, another
+        sends (one-event-per-request vendors need more of them to keep requests in flight)."""
+        return 4 if self.destination.max_batch == 1 else 2
+
+    async def run(self, stop: asyncio.Event, loops: int | None = None) -> None:
+        await asyncio.gather(*(self._loop(stop) for _ in range(loops or self.loops)))
 
     async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -232,11 +240,14 @@ class IntegrationWorker:
         for item in items:
             outcome = outcomes.get(item.id)
             name = outcome.outcome.value if outcome else "retry"
-            self.metrics.outcomes.labels(iid, name).inc()
+            counter = self._outcome_counters.get(name)
+            if counter is None:
+                counter = self._outcome_counters[name] = self.metrics.outcomes.labels(iid, name)
+            counter.inc()
             if name == "done":
                 received = parse_ts(events[item.id].get("receivedAt"))
                 if received:
-                    self.metrics.latency.labels(iid).observe(max(0.0, now - received))
+                    self._latency.observe(max(0.0, now - received))
         if self.bus.active:
             for item in items:
                 outcome = outcomes.get(item.id)

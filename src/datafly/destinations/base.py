@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import copy
 import enum
+import functools
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -130,12 +131,20 @@ def mask_secret(value: str) -> str:
     return value[:4] + "****" if len(value) >= 12 else "****"
 
 
+@functools.lru_cache(maxsize=256)
+def _masked_forms(secret: str) -> tuple[tuple[str, str], ...]:
+    masked = mask_secret(secret)
+    forms = {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}
+    return tuple((form, masked) for form in sorted(forms, key=len, reverse=True))
+
+
 def mask_text(text: str, secrets: Sequence[str]) -> str:
     for secret in secrets:
         if not secret:
             continue
-        for form in {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}:
-            text = text.replace(form, mask_secret(secret))
+        for form, masked in _masked_forms(secret):
+            if form in text:
+                text = text.replace(form, masked)
     return text
 
 
