@@ -45,6 +45,51 @@ async def enqueue(urls: dict[str, str], count: int) -> None:
     await backend.pg.close()
 
 
+async def _append(urls: dict[str, str], count: int) -> None:
+    backend = open_scaled_backend(Config(storage=urls["storage"], queue=urls["queue"]), "")
+    events = make_events(count)
+    meta = {
+        "s": "web",
+        "ip": "127.0.0.1",
+        "ua": "bench",
+        "v": "x",
+        "at": time.time(),
+        "t": None,
+        "w": "batch",
+    }
+    records = [orjson.dumps({"m": meta, "b": {"batch": events[i : i + 10]}}) for i in range(0, count, 10)]
+    for start in range(0, len(records), 100):  # as the gateway stores requests of 10 events
+        await backend.queue.append_inbound(records[start : start + 100])
+    await backend.redis.aclose()
+    await backend.pg.close()
+
+
+async def _routed(urls: dict[str, str]) -> int:
+    backend = open_scaled_backend(Config(storage=urls["storage"], queue=urls["queue"]), "")
+    depth = (await backend.queue.queue_depths()).get("hook", 0)
+    await backend.redis.aclose()
+    await backend.pg.close()
+    return depth
+
+
+def processor_run(urls: dict[str, str], processors: int, count: int, workdir: Path) -> float:
+    """Events per second through the processor role: accepted events in, delivery items out."""
+    config = cluster_config(urls, "http://127.0.0.1:9/unused")
+    servers = [ServerProcess(workdir, config, role="processor").start() for _ in range(processors)]
+    try:
+        time.sleep(2.5)  # let the processors settle their shares of the inbound shards
+        started = time.monotonic()
+        asyncio.run(_append(urls, count))
+        while asyncio.run(_routed(urls)) < count:
+            time.sleep(0.1)
+            if time.monotonic() - started > 300:
+                raise RuntimeError("processing did not finish")
+        return count / (time.monotonic() - started)
+    finally:
+        for server in servers:
+            server.stop()
+
+
 def delivery_run(urls: dict[str, str], workers: int, count: int, batch_size: int, workdir: Path) -> float:
     with AnsweringWebhook().running_in_thread() as hook:
         config = cluster_config(urls, hook.url, batch_size=batch_size)
@@ -173,6 +218,13 @@ def main() -> None:
                     f" p50 {median:.2f} ms",
                     flush=True,
                 )
+        for processors in (1, 2):
+            rate = 0.0
+            for _ in range(args.repeat):
+                urls = scaled_config(redis_servers["always"], postgres)
+                rate = max(rate, processor_run(urls, processors, args.events, workdir))
+            results[f"processor_{processors}_processes_events_per_s"] = round(rate)
+            print(f"processing, {processors} process(es): {rate:,.0f} events/s", flush=True)
         for workers in (1, 2):
             rate = 0.0
             for _ in range(args.repeat):

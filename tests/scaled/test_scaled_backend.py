@@ -158,3 +158,27 @@ async def test_shared_rate_limit(processes: Opener) -> None:
     assert await b.take_tokens("web", 10, 100, 40) == 0
     wait = await a.take_tokens("web", 10, 100, 20)
     assert 1.5 < wait <= 2.1
+
+
+def test_a_request_of_many_visitors_is_split_by_shard() -> None:
+    from datafly.processing.normalise import events_in
+    from datafly.store.redis_queue import by_shard, shard_of
+
+    meta = {"s": "web", "ip": "1.2.3.4", "ua": "x", "v": "cookie", "at": 1.0, "t": None, "w": "batch"}
+    events = [{"type": "track", "event": "e", "anonymousId": f"visitor-{i}"} for i in range(6)]
+    events.append({"type": "track", "event": "no id"})  # the cookie's visitor
+    body = {"batch": events, "context": {"ip": "5.6.7.8"}}
+    record = orjson.dumps({"m": meta, "b": body})
+    placed = by_shard([record])
+    assert len(placed) > 1
+    seen = []
+    for shard, stored in placed:
+        doc = orjson.loads(stored)
+        assert doc["m"] == {**meta, "w": "list"}
+        for raw in events_in(doc["b"], doc["m"]["w"]):
+            assert raw["context"] == {"ip": "5.6.7.8"}  # the batch-level context went with each event
+            assert shard_of(raw.get("anonymousId", "cookie")) == shard
+            seen.append(raw["event"] + raw.get("anonymousId", ""))
+    assert sorted(seen) == sorted(e["event"] + e.get("anonymousId", "") for e in events)
+    one_visitor = orjson.dumps({"m": meta, "b": {"batch": events[:1] * 3}})
+    assert by_shard([one_visitor]) == [(shard_of("visitor-0"), one_visitor)]  # stored as it came

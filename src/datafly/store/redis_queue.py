@@ -3,7 +3,7 @@
 Every key name is here (``df:`` prefix):
 
 ================================  =====================================================================
-``df:in:<k>``                     inbound stream shard k (0..15, by crc32 of the anonymous id), group
+``df:in:<k>``                     inbound stream shard k (0..15, by crc32 of the visitor id), group
                                   ``processors``; one processor owns a shard at a time, so a visitor's
                                   events are processed in order by one process
 ``df:in:<k>:owner``               the shard's lock: the owning processor's consumer name, PX 10 s
@@ -42,6 +42,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from datafly.processing.normalise import events_in
 from datafly.processing.profile import Profile
 from datafly.store import redis_scripts
 from datafly.store.records import DeadLetter, InboundEvent, LogRow, NewDelivery, QueuedItem
@@ -89,9 +90,40 @@ def rate_key(name: str) -> str:
     return f"df:rate:{name}"
 
 
-def shard_of(event: bytes) -> int:
-    anonymous_id = orjson.loads(event).get("anonymousId") or ""
-    return zlib.crc32(str(anonymous_id).encode()) % SHARDS
+def shard_of(anonymous_id: str) -> int:
+    return zlib.crc32(anonymous_id.encode()) % SHARDS
+
+
+def _visitor(event: Any, fallback: str) -> str:
+    if isinstance(event, dict):
+        found = event.get("anonymousId") or event.get("anonymous_id")
+        if found:
+            return str(found)
+    return fallback
+
+
+def by_shard(records: Sequence[bytes]) -> list[tuple[int, bytes]]:
+    """Where each stored record goes: the shard of its visitor, so that one processor sees a
+    visitor's events in order. A stored request (``{"m": meta, "b": body}``, see
+    ``datafly.gateway.ingest``) whose events belong to visitors of several shards is split into
+    one request per shard, its events listed as they would have been read (``"w": "list"``)."""
+    placed: list[tuple[int, bytes]] = []
+    for record in records:
+        doc = orjson.loads(record)
+        if not (isinstance(doc, dict) and isinstance(doc.get("m"), dict) and "b" in doc):
+            placed.append((shard_of(_visitor(doc, "")), record))  # one normalised event
+            continue
+        meta = doc["m"]
+        events = events_in(doc["b"], str(meta.get("w", "single")))
+        groups: dict[int, list[Any]] = {}
+        for raw in events:
+            groups.setdefault(shard_of(_visitor(raw, str(meta.get("v", "")))), []).append(raw)
+        if len(groups) <= 1:
+            placed.append((next(iter(groups), shard_of(str(meta.get("v", "")))), record))
+            continue
+        for shard, part in groups.items():
+            placed.append((shard, orjson.dumps({"m": {**meta, "w": "list"}, "b": part})))
+    return placed
 
 
 def consumer_name() -> str:
@@ -161,8 +193,8 @@ class RedisQueue:
     # gateway -----------------------------------------------------------------------------
     async def append_inbound(self, events: Sequence[bytes]) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
-            for body in events:
-                pipe.xadd(inbound_key(shard_of(body)), {"e": body})
+            for shard, record in by_shard(events):
+                pipe.xadd(inbound_key(shard), {"e": record})
             pipe.publish(WAKE + "inbound", b"1")
             await pipe.execute()
 

@@ -117,14 +117,15 @@ class ScaledBackend(Backend):
         self._closing = True
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=3)
         self._tasks = []
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.flush_sink(), 3)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.queue.leave(), 2)
         with contextlib.suppress(Exception):
-            await self.redis.aclose()
+            await asyncio.wait_for(self.redis.aclose(), 2)
         await self.pg.close()
 
     async def migrate(self) -> int:
@@ -418,7 +419,7 @@ class ScaledBackend(Backend):
             finally:
                 self._listening = False
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await asyncio.wait_for(pubsub.aclose(), 1)  # type: ignore[no-untyped-call]
 
     async def _sink_loop(self) -> None:
         while True:
