@@ -57,13 +57,21 @@ def wait_http(url: str, timeout: float = 20) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
-def wrk(url: str, body: str, seconds: int, connections: int = 50, headers: dict[str, str] | None = None) -> float:
+def wrk(
+    url: str, body: str, seconds: int, connections: int = 50, headers: dict[str, str] | None = None
+) -> float:
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(body)}", 'wrk.headers["Content-Type"] = "application/json"']
+    lines = [
+        'wrk.method = "POST"',
+        f"wrk.body = {json.dumps(body)}",
+        'wrk.headers["Content-Type"] = "application/json"',
+    ]
     lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in (headers or {}).items()]
     script.write_text("\n".join(lines) + "\n")
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url], capture_output=True, text=True
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
+        capture_output=True,
+        text=True,
     ).stdout
     script.unlink()
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -78,7 +86,11 @@ def write_config(path: Path, integrations: list[dict[str, Any]]) -> None:
 
     path.write_text(
         yaml.safe_dump(
-            {"sources": [{"id": "web", "key": "bench"}], "integrations": integrations, "gateway": {"max_batch_events": 500}}
+            {
+                "sources": [{"id": "web", "key": "bench"}],
+                "integrations": integrations,
+                "gateway": {"max_batch_events": 500},
+            }
         )
     )
 
@@ -90,7 +102,16 @@ class Server:
         write_config(self.dir / "config.yaml", integrations)
         env = {**os.environ, "DATAFLY_HOME": str(self.dir / "home"), "DATAFLY_LOG_LEVEL": "WARNING"}
         self.proc = subprocess.Popen(
-            [PYTHON, "-m", "datafly.cli", "serve", "--config", str(self.dir / "config.yaml"), "--port", str(self.port)],
+            [
+                PYTHON,
+                "-m",
+                "datafly.cli",
+                "serve",
+                "--config",
+                str(self.dir / "config.yaml"),
+                "--port",
+                str(self.port),
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=open(self.dir / "server.log", "wb"),  # noqa: SIM115
@@ -123,8 +144,21 @@ class Server:
 def bare_floor(seconds: int, body: str) -> float:
     port = free_port()
     proc = subprocess.Popen(
-        [PYTHON, "-m", "uvicorn", "bare_app:app", "--port", str(port), "--loop", "uvloop", "--http", "httptools",
-         "--no-access-log", "--log-level", "warning"],
+        [
+            PYTHON,
+            "-m",
+            "uvicorn",
+            "bare_app:app",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
         cwd=ROOT / "bench",
         env={**os.environ, "PYTHONPATH": str(ROOT / "bench")},
     )
@@ -204,8 +238,12 @@ def end_to_end(seconds: int, rate: int = 2000) -> dict[str, Any]:
     proc = multiprocessing.Process(target=receiver, args=(port, None, seconds), daemon=True)
     proc.start()
     wait_http(f"http://127.0.0.1:{port}/report")
-    hook = {"id": "hook", "vendor": "webhook", "preset": "all",
-            "settings": {"url": f"http://127.0.0.1:{port}/hook", "batch_size": 100}}
+    hook = {
+        "id": "hook",
+        "vendor": "webhook",
+        "preset": "all",
+        "settings": {"url": f"http://127.0.0.1:{port}/hook", "batch_size": 100},
+    }
     server = Server([hook])
     try:
         sent, failed = asyncio.run(steady_load(f"{server.url}/v1/batch?key=bench", rate, seconds, 20))
@@ -221,8 +259,17 @@ def end_to_end(seconds: int, rate: int = 2000) -> dict[str, Any]:
         proc.terminate()
     lat = sorted(report["latencies"])
     pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")  # noqa: E731
-    return {"sent": sent, "failed": failed, "delivered": report["unique"], "duplicates": report["count"] - report["unique"],
-            "p50_ms": pick(0.5), "p99_ms": pick(0.99), "max_ms": pick(1.0), "rss_mb": rss, "peak_mb": peak}
+    return {
+        "sent": sent,
+        "failed": failed,
+        "delivered": report["unique"],
+        "duplicates": report["count"] - report["unique"],
+        "p50_ms": pick(0.5),
+        "p99_ms": pick(0.99),
+        "max_ms": pick(1.0),
+        "rss_mb": rss,
+        "peak_mb": peak,
+    }
 
 
 async def fill(url: str, total: int, per_request: int = 100, concurrency: int = 8) -> int:
@@ -245,8 +292,12 @@ async def fill(url: str, total: int, per_request: int = 100, concurrency: int = 
 
 def memory_with_backlog(total: int) -> dict[str, float]:
     dead_port = free_port()  # nothing listens: every delivery fails and waits for its retry
-    hook = {"id": "hook", "vendor": "webhook", "preset": "all",
-            "settings": {"url": f"http://127.0.0.1:{dead_port}/hook", "batch_size": 100}}
+    hook = {
+        "id": "hook",
+        "vendor": "webhook",
+        "preset": "all",
+        "settings": {"url": f"http://127.0.0.1:{dead_port}/hook", "batch_size": 100},
+    }
     server = Server([hook])
     try:
         started = time.monotonic()
@@ -260,18 +311,28 @@ def memory_with_backlog(total: int) -> dict[str, float]:
         depth = server.metric('datafly_queue_depth{integration="hook"}')
     finally:
         server.stop()
-    return {"events": total, "ingest_s": ingest_s, "processed_s": processed_s, "rss_mb": rss, "peak_mb": peak,
-            "queue_depth": depth}
+    return {
+        "events": total,
+        "ingest_s": ingest_s,
+        "processed_s": processed_s,
+        "rss_mb": rss,
+        "peak_mb": peak,
+        "queue_depth": depth,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="short runs (5 s, 10 s end to end, 100k backlog)")
+    parser.add_argument(
+        "--quick", action="store_true", help="short runs (5 s, 10 s end to end, 100k backlog)"
+    )
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
     seconds = 5 if args.quick else 10
     body = json.dumps(EVENT)
-    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}; load generator on the same machine")
+    print(
+        f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}; load generator on the same machine"
+    )
 
     floor = bare_floor(seconds, body)
     print(f"bare ASGI app (uvicorn+httptools+uvloop, parse JSON, 200): {floor:,.0f} requests/s")
@@ -279,26 +340,34 @@ def main() -> None:
     server = Server([])
     try:
         single = wrk(f"{server.url}/v1/t?key=bench", body, seconds, headers={"Cookie": "_dfid=visitor-1"})
-        print(f"gateway /v1/t, one event per request, durable before 200: {single:,.0f} requests/s "
-              f"= {single / floor:.0%} of the bare app (target 50%)")
+        print(
+            f"gateway /v1/t, one event per request, durable before 200: {single:,.0f} requests/s "
+            f"= {single / floor:.0%} of the bare app (target 50%)"
+        )
         batch_body = json.dumps({"batch": [{**EVENT, "type": "track"} for _ in range(100)]})
         batches = wrk(f"{server.url}/v1/batch?key=bench", batch_body, seconds, connections=16)
-        print(f"gateway /v1/batch, 100 events per request: {batches * 100:,.0f} events/s ({batches:,.0f} requests/s; "
-              f"target 100,000 events/s)")
+        print(
+            f"gateway /v1/batch, 100 events per request: {batches * 100:,.0f} events/s ({batches:,.0f} requests/s; "
+            f"target 100,000 events/s)"
+        )
     finally:
         server.stop()
 
     e2e = end_to_end(10 if args.quick else 60)
-    print(f"end to end at 2,000 events/s for {10 if args.quick else 60}s to a loopback webhook: "
-          f"{e2e['delivered']:,}/{e2e['sent']:,} delivered, {e2e['duplicates']} duplicates, {e2e['failed']} refused; "
-          f"receipt→vendor p50 {e2e['p50_ms']:.0f} ms, p99 {e2e['p99_ms']:.0f} ms, max {e2e['max_ms']:.0f} ms "
-          f"(target p99 < 250 ms); server RSS {e2e['rss_mb']:.0f} MB")
+    print(
+        f"end to end at 2,000 events/s for {10 if args.quick else 60}s to a loopback webhook: "
+        f"{e2e['delivered']:,}/{e2e['sent']:,} delivered, {e2e['duplicates']} duplicates, {e2e['failed']} refused; "
+        f"receipt→vendor p50 {e2e['p50_ms']:.0f} ms, p99 {e2e['p99_ms']:.0f} ms, max {e2e['max_ms']:.0f} ms "
+        f"(target p99 < 250 ms); server RSS {e2e['rss_mb']:.0f} MB"
+    )
 
     if not args.skip_memory:
         m = memory_with_backlog(100_000 if args.quick else 1_000_000)
-        print(f"memory with {m['events']:,} events waiting (vendor unreachable): RSS {m['rss_mb']:.0f} MB, peak "
-              f"{m['peak_mb']:.0f} MB (target < 300 MB); ingested in {m['ingest_s']:.1f}s, processed in "
-              f"{m['processed_s']:.1f}s, queue depth {m['queue_depth']:,.0f}")
+        print(
+            f"memory with {m['events']:,} events waiting (vendor unreachable): RSS {m['rss_mb']:.0f} MB, peak "
+            f"{m['peak_mb']:.0f} MB (target < 300 MB); ingested in {m['ingest_s']:.1f}s, processed in "
+            f"{m['processed_s']:.1f}s, queue depth {m['queue_depth']:,.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -375,7 +375,9 @@ class EmbeddedBackend(Backend):
         def prune(c: sqlite3.Connection) -> None:
             c.execute("DELETE FROM seen WHERE at < ?", (seen_before,))
             c.execute("DELETE FROM delivery_log WHERE at < ?", (log_before,))
-            c.execute("DELETE FROM delivery_log WHERE id <= (SELECT max(id) FROM delivery_log) - ?", (_LOG_ROWS,))
+            c.execute(
+                "DELETE FROM delivery_log WHERE id <= (SELECT max(id) FROM delivery_log) - ?", (_LOG_ROWS,)
+            )
 
         await self.db.write(prune)
 
