@@ -100,12 +100,19 @@ class Ingest:
             parts.append("Secure")
         return b"set-cookie", "; ".join(parts).encode("latin-1")
 
-    def rate_limited(self, source: Source, count: int) -> float:
+    async def rate_limited(self, source: Source, count: int) -> float:
+        """Seconds to wait when ``source`` is over its events-per-second budget, else 0. The
+        bucket is shared by every gateway when the backend offers one (scale-out)."""
         if not source.rate_limit:
             return 0.0
+        capacity = max(source.rate_limit, 100.0)
+        shared = getattr(self.backend, "take_tokens", None)
+        if shared is not None:
+            wait: float = await shared(f"source:{source.id}", source.rate_limit, capacity, count)
+            return wait
         bucket = self._buckets.get(source.id)
         if bucket is None or bucket.rate != source.rate_limit:
-            bucket = self._buckets[source.id] = TokenBucket(source.rate_limit)
+            bucket = self._buckets[source.id] = TokenBucket(source.rate_limit, capacity)
         return bucket.take(count)
 
     # the route ---------------------------------------------------------------------------
@@ -151,7 +158,7 @@ class Ingest:
                         raise BadRequest(403, "origin is not allowed for this source")
                     extra = cors_headers(origin.decode("latin-1"))
             raw_events = self.events_of(payload, forced_type)
-            wait = self.rate_limited(source, len(raw_events))
+            wait = await self.rate_limited(source, len(raw_events))
             if wait:
                 extra.append((b"retry-after", str(max(1, round(wait))).encode()))
                 raise BadRequest(429, f"source {source.id} is over its rate limit")
