@@ -244,6 +244,8 @@ class _Checker:
         queue = self.string(raw, "queue", "")
         if storage and not storage.startswith(("postgresql://", "postgres://")):
             self.fail("storage", "expected postgresql://... (or leave it out for the embedded default)")
+        if bool(storage) != bool(queue):
+            self.fail("storage" if queue else "queue", "scale-out needs both storage (PostgreSQL) and queue (Redis)")
         if queue and not queue.startswith(("redis://", "rediss://")):
             self.fail("queue", "expected redis://... (or leave it out for the embedded default)")
         return Config(
