@@ -111,3 +111,20 @@ def test_an_events_override_can_drop_a_preset_event() -> None:
         {},
     )
     assert "Product Viewed" not in config.integrations[0].mapping()
+
+
+def test_boolean_and_integer_settings_may_come_from_the_environment() -> None:
+    config = parse_config(
+        "integrations:\n"
+        "  - {id: r, vendor: rokt, settings: {account_id: '1', api_key: k, api_secret: s, test: '${ROKT_TEST}'}}\n"
+        "  - {id: w, vendor: webhook, settings: {url: 'http://h/x', batch_size: '${SIZE}'}}\n",
+        {"ROKT_TEST": "true", "SIZE": "20"},
+    )
+    assert config.integrations[0].settings["test"] is True
+    assert config.integrations[1].settings["batch_size"] == 20
+    assert any(
+        "expected a boolean" in p
+        for p in problems(
+            "integrations: [{id: r, vendor: rokt, settings: {account_id: '1', api_key: k, api_secret: s, test: maybe}}]"
+        )
+    )

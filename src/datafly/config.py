@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_BOOLEAN_TEXT = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -361,7 +362,7 @@ class _Checker:
             if sid not in source_ids:
                 self.fail(f"{where}.sources[{j}]", f"no source with id {sid!r}")
         consent = self.strings(item, "consent", where) or ()
-        settings = self.section(item.get("settings", {}), f"{where}.settings")
+        settings = dict(self.section(item.get("settings", {}), f"{where}.settings"))
         if destination is not None:
             self.settings(settings, destination.settings_schema, f"{where}.settings")
         endpoint = self.string(item, "endpoint", where)
@@ -412,8 +413,16 @@ class _Checker:
             found[name] = source
         return found
 
-    def settings(self, raw: Mapping[str, Any], schema: tuple[Any, ...], where: str) -> None:
+    def settings(self, raw: dict[str, Any], schema: tuple[Any, ...], where: str) -> None:
+        """Check settings against a vendor schema; booleans and integers written as text (as
+        ``${ENV}`` substitution leaves them) are converted in place."""
         known = {f.name: f for f in schema}
+        for f in schema:
+            value = raw.get(f.name)
+            if isinstance(value, str) and f.kind == "boolean" and value.strip().lower() in _BOOLEAN_TEXT:
+                raw[f.name] = _BOOLEAN_TEXT[value.strip().lower()]
+            elif isinstance(value, str) and f.kind == "integer" and re.fullmatch(r"\s*\d+\s*", value):
+                raw[f.name] = int(value)
         for key in raw:
             if key not in known:
                 self.fail(f"{where}.{key}", f"unknown setting (allowed: {', '.join(known)})")
