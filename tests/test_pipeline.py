@@ -68,8 +68,8 @@ def wait_events(hook: WebhookStandIn, ids: list[str], timeout: float = 10.0) -> 
         time.sleep(0.05)
 
 
-def db(home: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(home / "datafly.db", timeout=10)
+def db(home: Path, sql: str, *params: Any, file: str = "datafly.db") -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(home / file, timeout=10)
     try:
         return conn.execute(sql, params).fetchall()
     finally:
@@ -260,7 +260,7 @@ def test_sigterm_drains_and_exits_zero(serve: Any, hook: WebhookStandIn) -> None
         ids += send(server, *({"type": "track", "event": "E"} for _ in range(50)))
     home = server.home
     assert server.stop(signal.SIGTERM) == 0
-    assert db(home, "SELECT count(*) FROM inbox") == [(0,)]  # every accepted event was processed
+    assert db(home, "SELECT count(*) FROM inbox", file="inbox.db") == [(0,)]  # every accepted event was processed
     delivered = set(hook.count_by_message_id())
     queued = db(home, "SELECT count(*) FROM queue")[0][0]
     assert len(delivered & set(ids)) + queued == len(ids)

@@ -8,6 +8,7 @@ workers get a short grace period to deliver what is due, the rest stays queued o
 from __future__ import annotations
 
 import asyncio
+import gc
 import contextlib
 import logging
 import os
@@ -103,6 +104,7 @@ class Runtime:
             self.integrations.on_change(self.sync_workers)
             self.sync_workers()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        gc.freeze()  # what start-up created lives for good: keep it out of every full collection
 
     def sync_workers(self) -> None:
         """Start a worker for each enabled integration, stop those gone or changed."""

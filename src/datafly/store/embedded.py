@@ -20,7 +20,7 @@ import orjson
 from datafly.errors import DataflyError, StorageUnavailable
 from datafly.processing.profile import Profile
 from datafly.store.base import Backend
-from datafly.store.embedded_schema import migrate
+from datafly.store.embedded_schema import INBOX_SCHEMA, migrate
 from datafly.store.records import DeadLetter, InboundEvent, LogRow, NewDelivery, QueuedItem, Retry
 from datafly.store.sqlite_db import SqliteDatabase
 
@@ -61,6 +61,9 @@ class EmbeddedBackend(Backend):
         self.home = home
         os.makedirs(home, exist_ok=True)
         self.db = SqliteDatabase(os.path.join(home, "datafly.db"), synchronous)
+        # Accepted requests have a file (and a writer thread) of their own, so the gateway's
+        # appends never wait behind the processor's or the workers' transactions.
+        self.inbox_db = SqliteDatabase(os.path.join(home, "inbox.db"), synchronous)
         self._lock_fd: int | None = None
         self._cursor = 0
         self._signals: dict[str, asyncio.Event] = {}
@@ -80,9 +83,18 @@ class EmbeddedBackend(Backend):
         )
         row = self.db.run_sync(lambda c: c.execute("SELECT value FROM meta WHERE key='cursor'").fetchone())
         self._cursor = int(row[0]) if row else 0
+        cursor = self._cursor
+
+        def prepare_inbox(c: sqlite3.Connection) -> None:
+            c.execute(INBOX_SCHEMA)
+            c.execute("DELETE FROM inbox WHERE seq <= ?", (cursor,))  # processed before a crash
+
+        self.inbox_db.run_sync(prepare_inbox)
         self.db.start()
+        self.inbox_db.start()
 
     async def close(self) -> None:
+        await self.inbox_db.close()
         await self.db.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -91,7 +103,7 @@ class EmbeddedBackend(Backend):
     # gateway -----------------------------------------------------------------------------
     async def append_inbound(self, events: Sequence[bytes]) -> None:
         try:
-            await self.db.insert("INSERT INTO inbox (body) VALUES (?)", [(body,) for body in events])
+            await self.inbox_db.insert("INSERT INTO inbox (body) VALUES (?)", [(body,) for body in events])
         except sqlite3.Error as exc:
             raise StorageUnavailable(str(exc)) from exc
         self.notify("inbound")
@@ -99,7 +111,7 @@ class EmbeddedBackend(Backend):
     # processor ---------------------------------------------------------------------------
     async def read_inbound(self, limit: int) -> list[InboundEvent]:
         after = self._cursor
-        rows = await self.db.read(
+        rows = await self.inbox_db.read(
             lambda c: c.execute(
                 "SELECT seq, body FROM inbox WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
             ).fetchall()
@@ -163,11 +175,11 @@ class EmbeddedBackend(Backend):
                 queue_rows,
             )
             c.executemany(_INSERT_LOG, _log_params(log))
-            c.execute("DELETE FROM inbox WHERE seq <= ?", (cursor,))
             c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('cursor', ?)", (str(cursor),))
 
-        await self.db.write(commit)
+        await self.db.write(commit)  # the cursor moves with what was queued: the commit point
         self._cursor = cursor
+        await self.inbox_db.write(lambda c: c.execute("DELETE FROM inbox WHERE seq <= ?", (cursor,)))
         for integration_id in {d.integration_id for d in deliveries}:
             self.notify(f"queue:{integration_id}")
 

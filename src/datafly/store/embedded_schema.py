@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 
+INBOX_SCHEMA = "CREATE TABLE IF NOT EXISTS inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB NOT NULL)"
+"""The accepted requests waiting for the processor, in ``inbox.db`` (the table of the same name in
+``datafly.db`` is unused)."""
+
 MIGRATIONS: list[str] = [
     # 1: the pipeline
     """
