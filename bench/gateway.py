@@ -177,6 +177,7 @@ def receiver(port: int, results: Any, duration: float) -> None:
     from aiohttp import web
 
     latencies: list[float] = []
+    arrivals: list[float] = []
     ids: set[str] = set()
     count = 0
 
@@ -191,10 +192,13 @@ def receiver(port: int, results: Any, duration: float) -> None:
             from datetime import datetime
 
             latencies.append(now - datetime.fromisoformat(received.replace("Z", "+00:00")).timestamp())
+            arrivals.append(now)
         return web.json_response({"ok": True})
 
     async def report(request: web.Request) -> web.Response:
-        return web.json_response({"count": count, "unique": len(ids), "latencies": latencies})
+        return web.json_response(
+            {"count": count, "unique": len(ids), "latencies": latencies, "arrivals": arrivals}
+        )
 
     app = web.Application(client_max_size=50 * 1024 * 1024)
     app.router.add_post("/hook", hook)
@@ -257,6 +261,9 @@ def end_to_end(seconds: int, rate: int = 2000) -> dict[str, Any]:
     finally:
         server.stop()
         proc.terminate()
+    slow = sorted(zip(report["latencies"], report["arrivals"], strict=True), reverse=True)[:5]
+    first = min(report["arrivals"], default=0.0)
+    worst = [(round(lat * 1000), round(at - first, 1)) for lat, at in slow]
     lat = sorted(report["latencies"])
     pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")  # noqa: E731
     return {

@@ -56,8 +56,12 @@ class DataflyApp:
             return
         path = scope["path"] if kind == "http" else ""
         if self.serves_gateway and path in ROUTES:
-            self.runtime.gateway_activity.touch()
-            await self.ingest(scope, receive, send, ROUTES[path])
+            activity = self.runtime.gateway_activity
+            activity.enter()
+            try:
+                await self.ingest(scope, receive, send, ROUTES[path])
+            finally:
+                activity.leave()
         elif path == "/d.js" and self.serves_gateway and scope["method"] in ("GET", "HEAD"):
             headers = header_map(scope)
             status, out_headers, body = self.collector.respond(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -47,17 +46,22 @@ class Metrics:
 
 
 class Activity:
-    """When something last happened (the gateway touches it on every request)."""
+    """How many requests the gateway is working on right now. The processor pauses between its
+    groups only while the gateway is saturated (many requests in flight), so a burst is accepted
+    at full speed while a steady stream is processed as it comes."""
 
-    def __init__(self, window: float = 0.05) -> None:
-        self.window = window
-        self.last = 0.0
+    def __init__(self, saturated_at: int = 8) -> None:
+        self.saturated_at = saturated_at
+        self.inflight = 0
 
-    def touch(self) -> None:
-        self.last = time.monotonic()
+    def enter(self) -> None:
+        self.inflight += 1
 
-    def recent(self) -> bool:
-        return time.monotonic() - self.last < self.window
+    def leave(self) -> None:
+        self.inflight -= 1
+
+    def saturated(self) -> bool:
+        return self.inflight >= self.saturated_at
 
 
 class DebugBus:

@@ -28,7 +28,7 @@ from datafly.store.records import InboundEvent, LogRow, NewDelivery
 log = logging.getLogger("datafly.processor")
 _BATCH = 200  # stored requests per step (each holds one event or a batch)
 _GROUP = 500  # events per commit
-_YIELD_FACTOR = 4.0  # while the gateway is busy, pause this many times the time a group took
+_YIELD_FACTOR = 4.0  # while the gateway is saturated, pause this many times the time a group took
 _CACHE = 50_000
 
 
@@ -69,8 +69,8 @@ class Processor:
 
     async def step(self) -> int:
         """Process the next stored requests in groups of about :data:`_GROUP` events, each group
-        committed on its own; while the gateway is taking requests, pause between groups so
-        accepting events keeps priority over processing them (the inbox is durable)."""
+        committed on its own; while the gateway is saturated, pause between groups so accepting
+        events keeps priority over processing them (the inbox is durable)."""
         batch = await self.backend.read_inbound(_BATCH)
         start = 0
         while start < len(batch):

@@ -96,7 +96,7 @@ class Runtime:
                 self.metrics,
                 self.bus,
                 cache_profiles=getattr(self.backend, "single_process", True),
-                gateway_busy=self.gateway_activity.recent,
+                gateway_busy=self.gateway_activity.saturated,
             )
             self._tasks.append(asyncio.create_task(self.processor.run(self._stop), name="processor"))
         if self.runs_delivery:

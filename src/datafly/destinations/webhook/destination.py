@@ -38,7 +38,7 @@ class WebhookDestination(Destination):
     )
     presets = load_presets(os.path.dirname(__file__))
     max_batch = 100
-    max_wait = 0.2
+    max_wait = 0.1
 
     def endpoint(self, settings: Settings, override: str | None) -> str:
         return override or str(settings["url"])
