@@ -22,7 +22,7 @@ from datafly.processing.profile import Profile
 from datafly.store.base import Backend
 from datafly.store.embedded_schema import INBOX_SCHEMA, migrate
 from datafly.store.records import DeadLetter, InboundEvent, LogRow, NewDelivery, QueuedItem, Retry
-from datafly.store.sqlite_db import SqliteDatabase
+from datafly.store.sqlite_db import SqliteDatabase, TickCommitter
 
 _QUEUE_COLUMNS = "id, integration_id, message_id, mapping, first_in_session, event, attempts, enqueued_at"
 
@@ -54,6 +54,10 @@ _INSERT_LOG = (
     "INSERT INTO delivery_log (at, integration_id, message_ids, outcome, reason, request, status, response,"
     " latency_ms, attempt) VALUES (?,?,?,?,?,?,?,?,?,?)"
 )
+
+
+def synchronous_of(db: SqliteDatabase) -> str:
+    return db.synchronous
 
 
 class EmbeddedBackend(Backend):
@@ -92,8 +96,10 @@ class EmbeddedBackend(Backend):
         self.inbox_db.run_sync(prepare_inbox)
         self.db.start()
         self.inbox_db.start()
+        self._inbox = TickCommitter(self.inbox_db.path, "INSERT INTO inbox (body) VALUES (?)", synchronous_of(self.inbox_db))
 
     async def close(self) -> None:
+        self._inbox.close()
         await self.inbox_db.close()
         await self.db.close()
         if self._lock_fd is not None:
@@ -103,7 +109,7 @@ class EmbeddedBackend(Backend):
     # gateway -----------------------------------------------------------------------------
     async def append_inbound(self, events: Sequence[bytes]) -> None:
         try:
-            await self.inbox_db.insert("INSERT INTO inbox (body) VALUES (?)", [(body,) for body in events])
+            await self._inbox.insert([(body,) for body in events])
         except sqlite3.Error as exc:
             raise StorageUnavailable(str(exc)) from exc
         self.notify("inbound")
@@ -179,7 +185,7 @@ class EmbeddedBackend(Backend):
 
         await self.db.write(commit)  # the cursor moves with what was queued: the commit point
         self._cursor = cursor
-        await self.inbox_db.write(lambda c: c.execute("DELETE FROM inbox WHERE seq <= ?", (cursor,)))
+        self._inbox.execute("DELETE FROM inbox WHERE seq <= ?", (cursor,))
         for integration_id in {d.integration_id for d in deliveries}:
             self.notify(f"queue:{integration_id}")
 
