@@ -261,9 +261,6 @@ def end_to_end(seconds: int, rate: int = 2000) -> dict[str, Any]:
     finally:
         server.stop()
         proc.terminate()
-    slow = sorted(zip(report["latencies"], report["arrivals"], strict=True), reverse=True)[:5]
-    first = min(report["arrivals"], default=0.0)
-    worst = [(round(lat * 1000), round(at - first, 1)) for lat, at in slow]
     lat = sorted(report["latencies"])
     pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")  # noqa: E731
     return {
