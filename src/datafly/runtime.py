@@ -8,8 +8,8 @@ workers get a short grace period to deliver what is due, the rest stays queued o
 from __future__ import annotations
 
 import asyncio
-import gc
 import contextlib
+import gc
 import logging
 import os
 import time
