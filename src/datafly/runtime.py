@@ -159,9 +159,15 @@ class Runtime:
     async def stop(self) -> None:
         self._stop.set()
         self.backend.notify("inbound")
-        if self.processor is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.gather(*(t for t in self._tasks if t.get_name() == "processor"))
+        processing = [t for t in self._tasks if t.get_name() == "processor"]
+        if processing:
+            # Drain what was accepted, for a while: what is left stays in the durable inbox and is
+            # processed by the next start, so a large backlog never holds a shutdown for minutes.
+            _, pending = await asyncio.wait(processing, timeout=self.shutdown_grace * 2)
+            for task in pending:
+                log.warning("stopping with accepted events not processed yet; the next start continues")
+                task.cancel()
+            await asyncio.gather(*processing, return_exceptions=True)
         deadline = time.monotonic() + self.shutdown_grace
         while self._workers and time.monotonic() < deadline:
             depths = await self.backend.queue_depths()
