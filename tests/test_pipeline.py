@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import signal
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from e2e_support import db, wait_until
 from http_client import post
 from standins import WebhookStandIn
 
@@ -68,22 +68,8 @@ def wait_events(hook: WebhookStandIn, ids: list[str], timeout: float = 10.0) -> 
         time.sleep(0.05)
 
 
-def db(home: Path, sql: str, *params: Any, file: str = "datafly.db") -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(home / file, timeout=10)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
-def wait_until(check: Any, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def test_sessions_are_derived_when_the_event_has_none(serve: Any, hook: WebhookStandIn) -> None:

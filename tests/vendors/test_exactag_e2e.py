@@ -7,16 +7,16 @@ log, dead letters), never the formatter's internals.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from e2e_support import db, wait_until
 from http_client import post
 from standins import ExactagStandIn
 from standins import RecordedRequest as Hit
@@ -64,22 +64,8 @@ def send(server: Any, *events: dict[str, Any], headers: dict[str, str] | None = 
     return [e["messageId"] for e in batch]
 
 
-def db(home: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(home / "datafly.db", timeout=10)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.03)
-    raise AssertionError(f"{what} not reached in {timeout}s")
 
 
 def wait_hits(stand_in: ExactagStandIn, count: int, timeout: float = 10.0) -> list[Hit]:

@@ -10,16 +10,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from e2e_support import db, wait_until
 from http_client import post
 from standins import RoktStandIn
 
@@ -62,22 +62,8 @@ def send(server: Any, *events: dict[str, Any]) -> list[str]:
     return [e["messageId"] for e in batch]
 
 
-def db(home: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(home / "datafly.db", timeout=10)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.03)
-    raise AssertionError(f"{what} not reached in {timeout}s")
 
 
 def settle(seconds: float = 0.8) -> None:
