@@ -6,8 +6,6 @@ items leased when a process died are due again as soon as the next one starts.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import fcntl
 import os
 import sqlite3
@@ -22,6 +20,7 @@ from datafly.processing.profile import Profile
 from datafly.store.base import Backend
 from datafly.store.embedded_schema import INBOX_SCHEMA, migrate
 from datafly.store.records import DeadLetter, InboundEvent, LogRow, NewDelivery, QueuedItem, Retry
+from datafly.store.signals import LocalSignals
 from datafly.store.sqlite_db import SqliteDatabase, TickCommitter
 
 _QUEUE_COLUMNS = "id, integration_id, message_id, mapping, first_in_session, event, attempts, enqueued_at"
@@ -70,7 +69,7 @@ class EmbeddedBackend(Backend):
         self.inbox_db = SqliteDatabase(os.path.join(home, "inbox.db"), synchronous)
         self._lock_fd: int | None = None
         self._cursor = 0
-        self._signals: dict[str, asyncio.Event] = {}
+        self._signals = LocalSignals()
 
     # lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -429,18 +428,8 @@ class EmbeddedBackend(Backend):
         return bool(count)
 
     # signals -----------------------------------------------------------------------------
-    def _signal(self, channel: str) -> asyncio.Event:
-        event = self._signals.get(channel)
-        if event is None:
-            event = self._signals[channel] = asyncio.Event()
-        return event
-
     def notify(self, channel: str) -> None:
-        self._signal(channel).set()
+        self._signals.notify(channel)
 
     async def wait(self, channel: str, timeout: float) -> None:
-        event = self._signal(channel)
-        if not event.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout)
-        event.clear()
+        await self._signals.wait(channel, timeout)

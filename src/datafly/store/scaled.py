@@ -38,6 +38,7 @@ from datafly.store.base import Backend
 from datafly.store.postgres import PostgresStore
 from datafly.store.records import DeadLetter, InboundEvent, LogRow, NewDelivery, QueuedItem, Retry
 from datafly.store.redis_queue import WAKE, LostShard, RedisQueue, connect
+from datafly.store.signals import LocalSignals
 
 __all__ = ["LostShard", "ScaledBackend", "open_scaled_backend"]
 
@@ -89,7 +90,7 @@ class ScaledBackend(Backend):
         self.redis = connect(queue)
         self.queue = RedisQueue(self.redis, dedup_window, profile_ttl)
         self.pg = PostgresStore(storage)
-        self._signals: dict[str, asyncio.Event] = {}
+        self._signals = LocalSignals()
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = False
         self._redis_down_since: float | None = None
@@ -364,23 +365,13 @@ class ScaledBackend(Backend):
         return await self.pg.delete_document(kind, doc_id)
 
     # signals: local events, woken across processes by Redis pub/sub --------------------------
-    def _signal(self, channel: str) -> asyncio.Event:
-        event = self._signals.get(channel)
-        if event is None:
-            event = self._signals[channel] = asyncio.Event()
-        return event
-
     def notify(self, channel: str) -> None:
-        self._signal(channel).set()
+        self._signals.notify(channel)
 
     async def wait(self, channel: str, timeout: float) -> None:
-        event = self._signal(channel)
         if not self._listening:
             timeout = min(timeout, 0.25)  # no wake-ups from other processes: poll
-        if not event.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), max(0.0, timeout))
-        event.clear()
+        await self._signals.wait(channel, timeout)
 
     # background tasks ----------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
@@ -406,7 +397,7 @@ class ScaledBackend(Backend):
                     if message is not None:
                         channel = message["channel"]
                         name = channel.decode() if isinstance(channel, bytes) else str(channel)
-                        self._signal(name[prefix:]).set()
+                        self._signals.notify(name[prefix:])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
