@@ -18,12 +18,14 @@ def db(home: Path, sql: str, *params: Any, file: str = "datafly.db") -> list[tup
         conn.close()
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """The first truthy value of ``check()``, polled until ``timeout``."""
+def wait_until(
+    check: Callable[[], Any], timeout: float = 10.0, what: str = "condition", every: float = 0.03
+) -> Any:
+    """The first truthy value of ``check()``, polled every ``every`` seconds until ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
-        time.sleep(0.03)
+        time.sleep(every)
     raise AssertionError(f"{what} not reached in {timeout}s")

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
 
+from e2e_support import wait_until  # noqa: F401 - re-exported for the management tests
+
 ADMIN_PASSWORD = "admin-pass-123"
 
 
@@ -120,15 +122,6 @@ def order_completed(order_id: str, consent: dict[str, bool] | None = None, **ext
     }
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 10.0, every: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(every)
 
 
 class EventStream:

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from e2e_support import wait_until
 from standins import RecordedRequest, WebhookStandIn
 
 KEY = "dk_test_scaled"
@@ -129,12 +130,6 @@ class Sender(threading.Thread):
                 time.sleep(self.pause)
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 def assert_exactly_once(

@@ -57,7 +57,7 @@ def test_delivery_process_killed_mid_batch(serve: Any, scaled_urls: dict[str, st
                 for name, n in pending_by_consumer(scaled_urls["queue"]).items()
             )  # type: ignore[union-attr]
 
-        wait_until(victim_holds_a_batch, 30, "the victim to lease a batch", interval=0.02)
+        wait_until(victim_holds_a_batch, 30, "the victim to lease a batch", every=0.02)
         time.sleep(0.1)  # its requests are now in flight at the vendor
         victim.kill()
         sender.join(60)
@@ -185,5 +185,5 @@ def test_postgres_unavailable_while_ingesting(
             return {m for r in rows if r["outcome"] == "done" for m in r["message_ids"]}
 
         wait_until(
-            lambda: asyncio.run(logged()) >= set(sender.accepted), 30, "the delivery log", interval=0.5
+            lambda: asyncio.run(logged()) >= set(sender.accepted), 30, "the delivery log", every=0.5
         )

@@ -93,8 +93,7 @@ class EmbeddedBackend(Backend):
             c.execute("DELETE FROM inbox WHERE seq <= ?", (cursor,))  # processed before a crash
 
         self.inbox_db.run_sync(prepare_inbox)
-        self.db.start()
-        self.inbox_db.start()
+        self.db.start()  # the inbox needs no writer thread: appends commit in the loop (TickCommitter)
         self._inbox = TickCommitter(self.inbox_db.path, "INSERT INTO inbox (body) VALUES (?)", synchronous_of(self.inbox_db))
 
     async def close(self) -> None:
