@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 import aiohttp
@@ -14,8 +15,18 @@ _MAX_BODY = 64 * 1024
 
 
 def client_session(concurrency: int) -> aiohttp.ClientSession:
+    """One session for every vendor. It keeps no cookies: a vendor's cookie answers one visitor's
+    event and must never ride along with the next visitor's (it would also cost each request a
+    cookie-jar pass)."""
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=max(1, concurrency), ttl_dns_cache=300)
-    return aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
+    return aiohttp.ClientSession(
+        connector=connector, skip_auto_headers=("User-Agent",), cookie_jar=aiohttp.DummyCookieJar()
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=seconds)
 
 
 async def send(session: aiohttp.ClientSession, request: OutboundRequest, timeout: float) -> VendorResponse:
@@ -26,7 +37,7 @@ async def send(session: aiohttp.ClientSession, request: OutboundRequest, timeout
             URL(request.url, encoded=True),
             headers=dict(request.headers),
             data=request.body,
-            timeout=aiohttp.ClientTimeout(total=timeout),
+            timeout=_timeout(timeout),
             allow_redirects=False,
         ) as response:
             body = await response.content.read(_MAX_BODY)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -54,9 +55,7 @@ def excerpt(body: bytes, limit: int = _EXCERPT) -> str:
 
 def decide(
     items: Sequence[QueuedItem],
-    request: OutboundRequest,
     masked: str,
-    response: VendorResponse,
     outcomes: dict[str, ItemOutcome],
     config: DeliveryConfig,
     now: float,
@@ -85,6 +84,20 @@ def decide(
 
 
 class IntegrationWorker:
+    """Delivers one integration's queue as a pipeline of three parts that never wait on each other:
+
+    - a *feeder* leases due items into an in-memory buffer, keeping it about one lease ahead of
+      the lanes (and never holding more than a few leases unsettled);
+    - *lanes* take items from the buffer (one each for a one-event-per-request vendor, up to
+      ``max_batch`` for a batching one), format, send, classify, and hand the decisions over;
+    - a *settler* stores every decision that arrived while its previous commit ran, in one
+      ``settle`` (group commit: a slow disk makes commits bigger, not fewer requests).
+
+    So requests stay in flight while storage works, as in a plain HTTP client loop. An item leaves
+    the queue only once its decision is stored; a process that dies first leaves its leases to
+    expire and the items are sent again (at-least-once).
+    """
+
     def __init__(
         self,
         integration: Integration,
@@ -106,62 +119,170 @@ class IntegrationWorker:
         self._settings = settings or (lambda i: {**i.settings, "preset": i.preset})
         self.channel = f"queue:{integration.id}"
         batch = destination.max_batch
-        self.lease_size = batch * 4 if batch > 1 else max(16, config.concurrency)
+        self.lease_size = batch * 4 if batch > 1 else max(16, config.concurrency * 2)
         self.lease_for = config.timeout * 3 + 30
         self._limit = asyncio.Semaphore(config.concurrency)
         self._outcome_counters: dict[str, Any] = {}
         self._latency = metrics.latency.labels(integration.id)
+        self._context: tuple[dict[str, Any], list[str], str] | None = None
+        # the pipeline's state (see run)
+        self._buffer: deque[QueuedItem] = deque()
+        self._held = 0  # leased and not settled yet: in the buffer, in flight, or waiting for the settler
+        self._pending = Settlement([], [], [], [])
+        self._items_ready = asyncio.Event()  # feeder -> lanes
+        self._room = asyncio.Event()  # lanes and settler -> feeder
+        self._settle_ready = asyncio.Event()  # lanes -> settler
+        self._feeding = False
+        self._closing = False
 
     @property
-    def loops(self) -> int:
-        """Concurrent lease-send-settle loops: while one waits on the vendor or on storage, another
-        sends (one-event-per-request vendors need more of them to keep requests in flight)."""
-        return 4 if self.destination.max_batch == 1 else 2
+    def lanes(self) -> int:
+        """Requests in flight at once: one lane per request for a one-event-per-request vendor, a few
+        batches for a batching one (each lane may still send several requests of a batch)."""
+        if self.destination.max_batch == 1:
+            return max(1, self.config.concurrency)
+        return max(1, min(self.config.concurrency, 4))
 
-    async def run(self, stop: asyncio.Event, loops: int | None = None) -> None:
-        await asyncio.gather(*(self._loop(stop) for _ in range(loops or self.loops)))
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set; then release what was leased and not sent, and store every
+        decision taken."""
+        self._feeding, self._closing = True, False
+        settler = asyncio.create_task(self._settler())
+        lanes = [asyncio.create_task(self._lane(stop)) for _ in range(self.lanes)]
+        watcher = asyncio.create_task(self._wake_on(stop))
+        try:
+            await self._feed(stop)
+        finally:
+            watcher.cancel()
+            self._feeding = False
+            self._items_ready.set()
+            await asyncio.gather(*lanes, return_exceptions=True)
+            if self._buffer:  # leased, never sent: due again now, attempts unchanged
+                now = time.time()
+                self._add(Settlement([], [Retry(i.id, now, i.attempts, "") for i in self._buffer], [], []))
+                self._buffer.clear()
+            self._closing = True
+            self._settle_ready.set()
+            await settler
 
-    async def _loop(self, stop: asyncio.Event) -> None:
+    async def _wake_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._room.set()
+        self._items_ready.set()
+        self.backend.notify(self.channel)
+
+    # the feeder -------------------------------------------------------------------------------------
+    async def _feed(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            if not self._has_room():
+                self._room.clear()
+                await self._room.wait()
+                continue
             try:
-                await self.step(stop)
+                items = await self._lease_due(stop)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("delivery worker %s failed; retrying in 1s", self.integration.id)
+                log.exception("delivery worker %s could not lease; retrying in 1s", self.integration.id)
                 await asyncio.sleep(1.0)
+                continue
+            if items:
+                self._held += len(items)
+                self._buffer.extend(items)
+                self._items_ready.set()
 
-    async def step(self, stop: asyncio.Event | None = None) -> int:
-        """Deliver one leased batch when something is due; returns how many items were leased."""
+    def _has_room(self) -> bool:
+        return len(self._buffer) < self.lease_size and self._held < 3 * self.lease_size
+
+    def _wake_feeder(self) -> None:
+        if not self._room.is_set() and self._has_room():  # only when it can lease again
+            self._room.set()
+
+    async def _lease_due(self, stop: asyncio.Event) -> list[QueuedItem]:
+        """The next due items, or nothing after waiting for some (or for a fuller batch)."""
         iid = self.integration.id
         now = time.time()
         due = await self.backend.next_due(iid)
         if due is None or due > now:
             wait = 5.0 if due is None else min(5.0, due - now)
-            await self.backend.wait(self.channel, wait)
-            return 0
+            await self._wait(stop, wait)
+            return []
         dest = self.destination
-        if (
-            dest.max_batch > 1
-            and dest.max_wait > 0
-            and due + dest.max_wait > now
-            and not (stop and stop.is_set())
-        ):
+        if dest.max_batch > 1 and dest.max_wait > 0 and due + dest.max_wait > now and not self._buffer:
             ready = await self.backend.ready_count(iid, now, dest.max_batch)
             if ready < dest.max_batch:
-                await self.backend.wait(self.channel, due + dest.max_wait - now)
+                await self._wait(stop, due + dest.max_wait - now)
                 if time.time() < due + dest.max_wait:
-                    return 0
-        items = await self.backend.lease(iid, self.lease_size, time.time(), self.lease_for)
-        if items:
-            await self.deliver(items)
-        return len(items)
+                    return []
+        return await self.backend.lease(iid, self.lease_size, time.time(), self.lease_for)
 
-    async def deliver(self, items: Sequence[QueuedItem]) -> None:
+    async def _wait(self, stop: asyncio.Event, timeout: float) -> None:
+        if not stop.is_set():
+            await self.backend.wait(self.channel, timeout)
+
+    # the lanes ----------------------------------------------------------------------------------------
+    async def _lane(self, stop: asyncio.Event) -> None:
+        buffer, size = self._buffer, self.destination.max_batch
+        while not stop.is_set():
+            if not buffer:
+                if not self._feeding:
+                    return
+                self._items_ready.clear()
+                await self._items_ready.wait()
+                continue
+            items = [buffer.popleft()] if size == 1 else [buffer.popleft() for _ in range(min(size, len(buffer)))]
+            self._wake_feeder()
+            try:
+                self._add(await self.deliver(items))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must neither lose the items nor loop on them forever
+                log.exception("delivery worker %s failed", self.integration.id)
+                self._add(self._failed(items, exc))
+
+    def _failed(self, items: Sequence[QueuedItem], exc: Exception) -> Settlement:
+        reason = f"delivery failed: {type(exc).__name__}: {exc}"
+        outcome = ItemOutcome(Outcome.RETRY, reason)
+        result = Settlement([], [], [], [])
+        decide(items, "", {i.id: outcome for i in items}, self.config, time.time(), result)
+        return result
+
+    # the settler ----------------------------------------------------------------------------------------
+    def _add(self, settlement: Settlement) -> None:
+        pending = self._pending
+        pending.done.extend(settlement.done)
+        pending.retries.extend(settlement.retries)
+        pending.dead.extend(settlement.dead)
+        pending.log.extend(settlement.log)
+        self._settle_ready.set()
+
+    async def _settler(self) -> None:
+        iid = self.integration.id
+        while True:
+            await self._settle_ready.wait()
+            self._settle_ready.clear()
+            batch, self._pending = self._pending, Settlement([], [], [], [])
+            count = len(batch.done) + len(batch.retries) + len(batch.dead)
+            while count or batch.log:
+                try:
+                    await self.backend.settle(iid, batch.done, batch.retries, batch.dead, batch.log)
+                    break
+                except Exception:  # storage is down: keep the decisions and try again
+                    log.exception("delivery worker %s could not store its results; retrying in 1s", iid)
+                    await asyncio.sleep(1.0)
+            if count:
+                self._held -= count
+                self._wake_feeder()
+            if batch.retries:  # back in the queue, due soon: the feeder may be waiting for a later time
+                self.backend.notify(self.channel)
+            if self._closing and not self._settle_ready.is_set():
+                return
+
+    # one delivery ---------------------------------------------------------------------------------------------
+    async def deliver(self, items: Sequence[QueuedItem]) -> Settlement:
+        """Format, send and classify ``items``; returns the decisions, for the settler to store."""
         integration = self.integration
-        settings = self._settings(integration)
-        secrets = self.destination.secrets_of(settings)
-        endpoint = self.destination.endpoint(settings, integration.endpoint)
+        settings, secrets, endpoint = self._context or self._resolve_context()
         by_id = {item.id: item for item in items}
         events: dict[str, dict[str, Any]] = {}
         formatted: list[Formatted] = []
@@ -194,7 +315,10 @@ class IntegrationWorker:
             else:
                 formatted.append(shaped)
         requests = self.destination.build_requests(formatted, settings, endpoint) if formatted else []
-        answers = await asyncio.gather(*(self._send(r) for r in requests))
+        if len(requests) == 1:  # a one-event-per-request vendor: no task per request
+            answers = [await self._send(requests[0])]
+        else:
+            answers = await asyncio.gather(*(self._send(r) for r in requests))
         now = time.time()
         for request, response in zip(requests, answers, strict=True):
             request_items = [by_id[i] for i in request.item_ids]
@@ -203,7 +327,7 @@ class IntegrationWorker:
                 item_id: replace(o, reason=mask_text(o.reason, secrets)) if secrets and o.reason else o
                 for item_id, o in self.destination.classify(request, response).items()
             }
-            summary = decide(request_items, request, masked, response, outcomes, self.config, now, result)
+            summary = decide(request_items, masked, outcomes, self.config, now, result)
             reasons = sorted({o.reason for o in outcomes.values() if o.reason})
             result.log.append(
                 LogRow(
@@ -220,7 +344,16 @@ class IntegrationWorker:
                 )
             )
             self._observe(request_items, events, outcomes, response, masked, now, secrets)
-        await self.backend.settle(integration.id, result.done, result.retries, result.dead, result.log)
+        return result
+
+    def _resolve_context(self) -> tuple[dict[str, Any], list[str], str]:
+        """Settings (secrets in clear, for the formatter only), the secrets to mask, the endpoint:
+        fixed for the life of this worker (a changed integration gets a new worker)."""
+        settings = self._settings(self.integration)
+        secrets = self.destination.secrets_of(settings)
+        endpoint = self.destination.endpoint(settings, self.integration.endpoint)
+        self._context = (settings, secrets, endpoint)
+        return self._context
 
     async def _send(self, request: OutboundRequest) -> VendorResponse:
         async with self._limit:

@@ -159,13 +159,16 @@ def basic_auth(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+DONE = ItemOutcome(Outcome.DONE)  # (immutable: one instance serves every accepted item)
+
+
 def classify_status(response: VendorResponse, auth_hint: str = "") -> ItemOutcome:
     """The default reading of an HTTP answer, shared by destinations that have no special cases."""
     status = response.status
     if status == 0:
         return ItemOutcome(Outcome.RETRY, f"connection failed: {response.error}")
     if 200 <= status < 300:
-        return ItemOutcome(Outcome.DONE)
+        return DONE
     excerpt = response.body[:300].decode("utf-8", "replace")
     if status in (401, 403):
         return ItemOutcome(Outcome.AUTH_FAILED, f"{status}: {auth_hint or 'check the credentials'}")

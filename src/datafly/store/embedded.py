@@ -1,7 +1,8 @@
 """The embedded backend: one SQLite file under ``$DATAFLY_HOME``, one process.
 
 A lock file keeps a second process off the same home. Leases do not outlive the process:
-items leased when a process died are due again as soon as the next one starts.
+items leased when a process died are due again as soon as the next one starts (leases are kept in
+memory, see ``next_due``).
 """
 
 from __future__ import annotations
@@ -51,8 +52,23 @@ def _log_params(rows: Sequence[LogRow]) -> list[tuple[Any, ...]]:
 _LOG_ROWS = 2_000_000  # the delivery log keeps at most this many rows (and at most 7 days)
 _INSERT_LOG = (
     "INSERT INTO delivery_log (at, integration_id, message_ids, outcome, reason, request, status, response,"
-    " latency_ms, attempt) VALUES (?,?,?,?,?,?,?,?,?,?)"
+    " latency_ms, attempt) VALUES "
 )
+_PER_STATEMENT = 200  # rows per multi-row statement (each statement step costs a GIL hand-off)
+
+
+def insert_log(c: sqlite3.Connection, rows: Sequence[LogRow]) -> None:
+    """Insert delivery-log rows, many per statement."""
+    params = _log_params(rows)
+    for start in range(0, len(params), _PER_STATEMENT):
+        chunk = params[start : start + _PER_STATEMENT]
+        c.execute(_INSERT_LOG + ",".join(["(?,?,?,?,?,?,?,?,?,?)"] * len(chunk)), [v for row in chunk for v in row])
+
+
+def delete_queued(c: sqlite3.Connection, ids: Sequence[int]) -> None:
+    for start in range(0, len(ids), _PER_STATEMENT):
+        chunk = ids[start : start + _PER_STATEMENT]
+        c.execute(f"DELETE FROM queue WHERE id IN ({','.join('?' * len(chunk))})", chunk)
 
 
 def synchronous_of(db: SqliteDatabase) -> str:
@@ -70,6 +86,7 @@ class EmbeddedBackend(Backend):
         self._lock_fd: int | None = None
         self._cursor = 0
         self._signals = LocalSignals()
+        self._leases: dict[str, dict[int, float]] = {}
 
     # lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -178,7 +195,7 @@ class EmbeddedBackend(Backend):
                 " VALUES (?,?,?,?,?,?,?)",
                 queue_rows,
             )
-            c.executemany(_INSERT_LOG, _log_params(log))
+            insert_log(c, log)
             c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('cursor', ?)", (str(cursor),))
 
         await self.db.write(commit)  # the cursor moves with what was queued: the commit point
@@ -188,33 +205,64 @@ class EmbeddedBackend(Backend):
             self.notify(f"queue:{integration_id}")
 
     # delivery ----------------------------------------------------------------------------
+    # Leases live in memory (one process owns the file, see the lock): a lease costs no write, and
+    # items leased when a process died are due again as soon as the next one starts. The lease
+    # table of an integration is changed only by jobs of the writer thread, so a lease never takes
+    # an item that a settle is deleting; readers work on a copy.
+    def _leases_of(self, integration_id: str) -> dict[int, float]:
+        """Queue ids leased for ``integration_id`` -> when the lease ends."""
+        return self._leases.setdefault(integration_id, {})
+
     async def next_due(self, integration_id: str) -> float | None:
-        row = await self.db.read(
-            lambda c: c.execute(
-                "SELECT min(due_at) FROM queue WHERE integration_id=?", (integration_id,)
-            ).fetchone()
-        )
-        return None if row is None or row[0] is None else float(row[0])
+        leases = self._leases_of(integration_id)
+
+        def load(c: sqlite3.Connection) -> float | None:
+            held, now = leases.copy(), time.time()
+            rows = c.execute(
+                "SELECT id, due_at FROM queue WHERE integration_id=? ORDER BY due_at, id LIMIT ?",
+                (integration_id, len(held) + 1),
+            ).fetchall()
+            for row_id, due_at in rows:
+                until = held.get(row_id)
+                if until is None or until <= now:
+                    return float(due_at)
+            ends = [held[r[0]] for r in rows]
+            return min(ends) if ends else None  # all leased: due again when the first lease ends
+
+        return await self.db.read(load)
 
     async def ready_count(self, integration_id: str, now: float, cap: int) -> int:
-        row = await self.db.read(
-            lambda c: c.execute(
-                "SELECT count(*) FROM (SELECT 1 FROM queue WHERE integration_id=? AND due_at<=? LIMIT ?)",
-                (integration_id, now, cap),
-            ).fetchone()
-        )
-        return int(row[0])
+        leases = self._leases_of(integration_id)
+
+        def load(c: sqlite3.Connection) -> int:
+            held = leases.copy()
+            rows = c.execute(
+                "SELECT id FROM queue WHERE integration_id=? AND due_at<=? ORDER BY due_at, id LIMIT ?",
+                (integration_id, now, cap + len(held)),
+            ).fetchall()
+            return min(cap, sum(1 for (row_id,) in rows if held.get(row_id, 0.0) <= now))
+
+        return await self.db.read(load)
 
     async def lease(self, integration_id: str, limit: int, now: float, lease_for: float) -> list[QueuedItem]:
+        leases = self._leases_of(integration_id)
+
         def lease(c: sqlite3.Connection) -> list[QueuedItem]:
-            rows = c.execute(
-                f"SELECT {_QUEUE_COLUMNS} FROM queue WHERE integration_id=? AND due_at<=? ORDER BY due_at, id LIMIT ?",
-                (integration_id, now, limit),
+            candidates = c.execute(  # the index alone answers this
+                "SELECT id FROM queue WHERE integration_id=? AND due_at<=? ORDER BY due_at, id LIMIT ?",
+                (integration_id, now, limit + len(leases)),
             ).fetchall()
-            if rows:
-                c.executemany(
-                    "UPDATE queue SET leased=1, due_at=? WHERE id=?", [(now + lease_for, r[0]) for r in rows]
-                )
+            ids = [row_id for (row_id,) in candidates if leases.get(row_id, 0.0) <= now][:limit]
+            if not ids:
+                return []
+            rows = c.execute(
+                f"SELECT {_QUEUE_COLUMNS} FROM queue WHERE id IN ({','.join('?' * len(ids))})"
+                " ORDER BY due_at, id",
+                ids,
+            ).fetchall()
+            until = now + lease_for
+            for row in rows:
+                leases[row[0]] = until
             return [_item(r) for r in rows]
 
         return await self.db.write(lease)
@@ -228,9 +276,13 @@ class EmbeddedBackend(Backend):
         log: Sequence[LogRow],
     ) -> None:
         now = time.time()
+        leases = self._leases_of(integration_id)
+        settled = [*done, *(r.id for r in retries), *(d.item.id for d in dead)]
 
         def settle(c: sqlite3.Connection) -> None:
-            c.executemany("DELETE FROM queue WHERE id=?", [(int(i),) for i in done])
+            for settled_id in settled:
+                leases.pop(int(settled_id), None)
+            delete_queued(c, [int(i) for i in done])
             c.executemany(
                 "UPDATE queue SET leased=0, due_at=?, attempts=?, last_error=? WHERE id=?",
                 [(r.due_at, r.attempts, r.error[:500], int(r.id)) for r in retries],
@@ -255,7 +307,7 @@ class EmbeddedBackend(Backend):
                     ),
                 )
                 c.execute("DELETE FROM queue WHERE id=?", (int(i.id),))
-            c.executemany(_INSERT_LOG, _log_params(log))
+            insert_log(c, log)
 
         await self.db.write(settle)
 
@@ -384,8 +436,7 @@ class EmbeddedBackend(Backend):
         return await self.db.read(load)
 
     async def append_log(self, rows: Sequence[LogRow]) -> None:
-        params = _log_params(rows)
-        await self.db.write(lambda c: c.executemany(_INSERT_LOG, params))
+        await self.db.write(lambda c: insert_log(c, rows))
 
     async def prune(self, seen_before: float, log_before: float) -> None:
         def prune(c: sqlite3.Connection) -> None:

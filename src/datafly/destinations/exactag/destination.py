@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import urllib.parse
@@ -29,18 +30,40 @@ __all__ = ["AUTH_HINT", "ExactagDestination"]
 
 AUTH_HINT = "The campaign code is wrong or not active. Re-check campaign_code with Exactag."
 VERSION = "1.0"
-_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")  # what urllib.parse.quote(safe="") leaves as it is
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch  # what urllib.parse.quote(safe="") keeps
+_PERCENT = str.maketrans(
+    {c: f"%{ord(c):02X}" for c in map(chr, range(128)) if not _UNRESERVED(c)}
+)  # every other ASCII character as %XX, as urllib.parse.quote writes it
 
 
 def _quote(text: str) -> str:
-    """``urllib.parse.quote(text, safe="")``, without its cost for text that needs no quoting
-    (most query keys and values: the encoding was a third of the worker's time per event)."""
-    return text if _UNRESERVED.fullmatch(text) else urllib.parse.quote(text, safe="")
+    """``urllib.parse.quote(text, safe="")``, without its cost: most keys and values need no
+    quoting, and ASCII text is quoted by one ``str.translate`` (the encoding was a third of the
+    worker's time per event)."""
+    if _UNRESERVED(text):
+        return text
+    if text.isascii():
+        return text.translate(_PERCENT)
+    return urllib.parse.quote(text, safe="")
+
+
+_quote_key = functools.lru_cache(maxsize=1024)(_quote)  # field names: a small, fixed set
 
 
 def encode_query(query: Mapping[str, Any]) -> str:
     """The same text as ``urllib.parse.urlencode(query, quote_via=urllib.parse.quote)``."""
-    return "&".join(f"{_quote(str(key))}={_quote(str(value))}" for key, value in query.items())
+    parts = []
+    for key, value in query.items():
+        text = value if type(value) is str else str(value)
+        parts.append(f"{_quote_key(str(key))}={text if _UNRESERVED(text) else _quote(text)}")
+    return "&".join(parts)
+
+
+@functools.lru_cache(maxsize=64)
+def _base_url(endpoint: str, campaign_code: str) -> str:
+    """The endpoint with the query fields every hit starts with (campaign, version)."""
+    separator = "&" if urllib.parse.urlsplit(endpoint).query else "?"
+    return f"{endpoint}{separator}{encode_query({'campaign': campaign_code, 'version': VERSION})}"
 
 
 class ExactagDestination(Destination):
@@ -93,21 +116,17 @@ class ExactagDestination(Destination):
     def build_requests(
         self, formatted: Sequence[Formatted], settings: Settings, endpoint: str
     ) -> list[OutboundRequest]:
-        requests = []
-        separator = "&" if urllib.parse.urlsplit(endpoint).query else "?"
-        for entry in formatted:
-            query = {"campaign": str(settings["campaign_code"]), "version": VERSION, **entry.payload["query"]}
-            encoded = encode_query(query)
-            requests.append(
-                OutboundRequest(
-                    "GET",
-                    f"{endpoint}{separator}{encoded}",
-                    dict(entry.payload["headers"]),
-                    None,
-                    (entry.item_id,),
-                )
+        base = _base_url(endpoint, str(settings["campaign_code"]))
+        return [
+            OutboundRequest(
+                "GET",
+                f"{base}&{encode_query(entry.payload['query'])}",
+                dict(entry.payload["headers"]),
+                None,
+                (entry.item_id,),
             )
-        return requests
+            for entry in formatted
+        ]
 
     def classify(self, request: OutboundRequest, response: VendorResponse) -> dict[str, ItemOutcome]:
         outcome = classify_status(response, auth_hint=AUTH_HINT)

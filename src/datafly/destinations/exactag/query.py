@@ -15,13 +15,20 @@ CONVERSION_SITEGROUP = "conversion"
 SEARCH_EVENT = "Products Searched"
 
 
+_EMPTY: Mapping[str, Any] = {}
+
+
 def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    if type(value) is dict:  # what a decoded event holds: skips the costlier ABC check
+        return value
+    return value if isinstance(value, Mapping) else _EMPTY
 
 
 def _text(value: Any) -> str | None:
     """The query-string form of a value; None for absent, empty, or structured values."""
-    if value is None or isinstance(value, Mapping | list):
+    if type(value) is str:  # the common case first: this runs a dozen times per event
+        return value.strip() or None
+    if value is None or isinstance(value, Mapping | list):  # (not hot: values are mostly text)
         return None
     if isinstance(value, bool):
         return "1" if value else "0"
@@ -61,7 +68,8 @@ def build_hit(
     context = _mapping(event.get("context"))
     session = _mapping(context.get("session"))
     consent = _mapping(context.get("consent"))
-    conversion = is_conversion(event, sitegroup)
+    key = event_key(event)
+    conversion = key == CONVERSION_EVENT or sitegroup == CONVERSION_SITEGROUP  # is_conversion
 
     fields: dict[str, str | None] = {
         "sitegroup": sitegroup,
@@ -70,7 +78,7 @@ def build_hit(
         "sescount": _text(session.get("number")),
         "sesevent": "1" if first_in_session else "0",
         "referrer": _text(_mapping(context.get("page")).get("url")),
-        "search": _text(properties.get("query")) if event_key(event) == SEARCH_EVENT else None,
+        "search": _text(properties.get("query")) if key == SEARCH_EVENT else None,
         "orderid": _text(properties.get("order_id")) if conversion else None,
         "totalprice": _text(properties.get("revenue")) if conversion else None,
         "customerid": _customer_id(event.get("userId")) if conversion else None,
