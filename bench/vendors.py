@@ -12,7 +12,8 @@ Method (everything in one run, on loopback):
   are sent by a bare aiohttp loop at the given concurrency, with the connector the delivery
   worker uses.
 - Exactag, worker path: the same N events, shaped as the processor leaves them, are put in the
-  embedded SQLite queue in advance (``commit_processed``, untimed); then the real IntegrationWorker (with its own number of loops, as ``datafly serve`` runs it) drains the queue: lease, format, send, classify, settle, delivery log. Timed from its
+  embedded SQLite queue in advance (``commit_processed``, untimed); then the real IntegrationWorker (feeder, lanes and settler, as ``datafly serve``
+  runs it) drains the queue: lease, format, send, classify, settle, delivery log. Timed from its
   start until the queue is empty; the ratio to the baseline is printed.
 - Rokt: M conversions queued the same way; the worker sends them in batches of up to 100.
   Conversions per second delivered (settled), with the bare-loop figure for the same bodies.

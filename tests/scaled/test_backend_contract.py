@@ -98,6 +98,23 @@ async def test_retry_waits_until_due(backend: Backend) -> None:
     assert (await backend.queue_depths()).get("hook", 0) == 0
 
 
+async def test_leased_items_are_neither_due_nor_ready(backend: Backend) -> None:
+    await ingest(backend, [f"m{i}" for i in range(5)])
+    first = await backend.lease("hook", 2, time.time(), 30)
+    assert len(first) == 2
+    assert await backend.ready_count("hook", time.time(), 10) == 3  # the three not leased
+    due = await backend.next_due("hook")
+    assert due is not None and due <= time.time()
+    rest = await backend.lease("hook", 10, time.time(), 30)
+    assert sorted(i.message_id for i in first + rest) == [f"m{i}" for i in range(5)]
+    assert await backend.ready_count("hook", time.time(), 10) == 0
+    due = await backend.next_due("hook")
+    assert due is None or due > time.time() + 20  # only when a lease would run out
+    await backend.settle("hook", [i.id for i in first], [Retry(i.id, time.time(), i.attempts, "") for i in rest], [], [])
+    assert await backend.ready_count("hook", time.time(), 10) == 3  # released: due again at once
+    assert sorted(i.message_id for i in await lease_all(backend)) == sorted(i.message_id for i in rest)
+
+
 async def test_lease_expires(backend: Backend) -> None:
     await ingest(backend, ["m1"])
     [item] = await lease_all(backend, lease_for=0.5)

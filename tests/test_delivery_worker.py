@@ -1,0 +1,65 @@
+"""The delivery worker's pipeline on the embedded store: stopping mid-stream loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+
+from datafly.config import DeliveryConfig, Integration
+from datafly.delivery.http import client_session
+from datafly.delivery.worker import IntegrationWorker
+from datafly.destinations.registry import get_destination
+from datafly.observe import DebugBus, Metrics
+from datafly.store.embedded import EmbeddedBackend
+from datafly.store.records import InboundEvent, NewDelivery
+from standins import WebhookStandIn
+
+
+async def queue(backend: EmbeddedBackend, integration: str, count: int) -> list[str]:
+    ids = [uuid.uuid4().hex for _ in range(count)]
+    deliveries = [
+        NewDelivery(integration, mid, "track", False, orjson.dumps({"type": "track", "event": "E", "messageId": mid}))
+        for mid in ids
+    ]
+    await backend.commit_processed([InboundEvent(0, {})], [], [], deliveries, [])
+    return ids
+
+
+async def test_stopping_releases_what_was_leased_and_not_sent(tmp_path: Path) -> None:
+    hook = await WebhookStandIn(delay=0.2).start()
+    backend = EmbeddedBackend(str(tmp_path / "home"))
+    await backend.start()
+    try:
+        integration = Integration("hook", "webhook", "all", {"url": hook.url, "batch_size": 50})
+        destination = get_destination("webhook")
+        assert destination is not None
+        ids = await queue(backend, "hook", 1000)  # more than a lease (400) and a buffer ahead
+        session = client_session(4)
+        worker = IntegrationWorker(
+            integration, destination, backend, DeliveryConfig(concurrency=4), session, Metrics(), DebugBus()
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        deadline = time.monotonic() + 10
+        while not hook.requests and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await session.close()
+
+        delivered = [e["messageId"] for e in hook.events()]
+        left = await backend.lease("hook", 1000, time.time(), 30)  # released items are due at once
+        assert delivered, "the worker sent nothing before it was stopped"
+        assert sorted(delivered + [i.message_id for i in left]) == sorted(ids)  # each exactly once
+        assert all(i.attempts == 0 for i in left)  # a release is not an attempt
+        # (items leased into the buffer and not sent would stay leased for 30+ s if not released)
+        assert len(left) > 400
+        log = await backend.delivery_log("hook", limit=1000)
+        assert sorted(m for row in log for m in row["message_ids"]) == sorted(delivered)
+    finally:
+        await backend.close()
+        await hook.stop()
