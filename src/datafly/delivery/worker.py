@@ -86,8 +86,8 @@ def decide(
 class IntegrationWorker:
     """Delivers one integration's queue as a pipeline of three parts that never wait on each other:
 
-    - a *feeder* leases due items into an in-memory buffer, keeping it about one lease ahead of
-      the lanes (and never holding more than a few leases unsettled);
+    - a *feeder* leases due items into an in-memory buffer, keeping it about half a lease ahead of
+      the lanes (and never holding more than two leases unsettled);
     - *lanes* take items from the buffer (one each for a one-event-per-request vendor, up to
       ``max_batch`` for a batching one), format, send, classify, and hand the decisions over;
     - a *settler* stores every decision that arrived while its previous commit ran, in one
@@ -192,7 +192,9 @@ class IntegrationWorker:
                 self._items_ready.set()
 
     def _has_room(self) -> bool:
-        return len(self._buffer) < self.lease_size and self._held < 3 * self.lease_size
+        # Lease again when half a lease is left and at most two are out: enough to keep every lane
+        # busy, not so much that one of several delivery processes takes everything (scale-out).
+        return len(self._buffer) < max(1, self.lease_size // 2) and self._held < 2 * self.lease_size
 
     def _wake_feeder(self) -> None:
         if not self._room.is_set() and self._has_room():  # only when it can lease again
