@@ -243,7 +243,8 @@ class IntegrationWorker:
                 self._add(self._failed(items, exc))
 
     def _failed(self, items: Sequence[QueuedItem], exc: Exception) -> Settlement:
-        reason = f"delivery failed: {type(exc).__name__}: {exc}"
+        secrets = (self._context or self._resolve_context())[1]  # an error's text may quote a request
+        reason = mask_text(f"delivery failed: {type(exc).__name__}: {exc}", secrets)
         outcome = ItemOutcome(Outcome.RETRY, reason)
         result = Settlement([], [], [], [])
         decide(items, "", {i.id: outcome for i in items}, self.config, time.time(), result)

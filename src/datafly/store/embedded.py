@@ -2,7 +2,7 @@
 
 A lock file keeps a second process off the same home. Leases do not outlive the process:
 items leased when a process died are due again as soon as the next one starts (leases are kept in
-memory, see ``next_due``).
+memory, see ``_leases_of``).
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ class EmbeddedBackend(Backend):
         self.db.run_sync(migrate)
         self.db.run_sync(
             lambda c: c.execute("UPDATE queue SET leased=0, due_at=? WHERE leased=1", (time.time(),))
-        )
+        )  # (files written before leases moved to memory; the column is no longer set)
         row = self.db.run_sync(lambda c: c.execute("SELECT value FROM meta WHERE key='cursor'").fetchone())
         self._cursor = int(row[0]) if row else 0
         cursor = self._cursor
@@ -282,9 +282,9 @@ class EmbeddedBackend(Backend):
         def settle(c: sqlite3.Connection) -> None:
             for settled_id in settled:
                 leases.pop(int(settled_id), None)
-            delete_queued(c, [int(i) for i in done])
+            delete_queued(c, [int(i) for i in [*done, *(d.item.id for d in dead)]])
             c.executemany(
-                "UPDATE queue SET leased=0, due_at=?, attempts=?, last_error=? WHERE id=?",
+                "UPDATE queue SET due_at=?, attempts=?, last_error=? WHERE id=?",
                 [(r.due_at, r.attempts, r.error[:500], int(r.id)) for r in retries],
             )
             for d in dead:
@@ -306,7 +306,6 @@ class EmbeddedBackend(Backend):
                         now,
                     ),
                 )
-                c.execute("DELETE FROM queue WHERE id=?", (int(i.id),))
             insert_log(c, log)
 
         await self.db.write(settle)

@@ -55,7 +55,7 @@ def encode_query(query: Mapping[str, Any]) -> str:
     parts = []
     for key, value in query.items():
         text = value if type(value) is str else str(value)
-        parts.append(f"{_quote_key(str(key))}={text if _UNRESERVED(text) else _quote(text)}")
+        parts.append(f"{_quote_key(str(key))}={_quote(text)}")
     return "&".join(parts)
 
 

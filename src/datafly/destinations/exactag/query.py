@@ -68,8 +68,7 @@ def build_hit(
     context = _mapping(event.get("context"))
     session = _mapping(context.get("session"))
     consent = _mapping(context.get("consent"))
-    key = event_key(event)
-    conversion = key == CONVERSION_EVENT or sitegroup == CONVERSION_SITEGROUP  # is_conversion
+    conversion = is_conversion(event, sitegroup)
 
     fields: dict[str, str | None] = {
         "sitegroup": sitegroup,
@@ -78,7 +77,7 @@ def build_hit(
         "sescount": _text(session.get("number")),
         "sesevent": "1" if first_in_session else "0",
         "referrer": _text(_mapping(context.get("page")).get("url")),
-        "search": _text(properties.get("query")) if key == SEARCH_EVENT else None,
+        "search": _text(properties.get("query")) if event_key(event) == SEARCH_EVENT else None,
         "orderid": _text(properties.get("order_id")) if conversion else None,
         "totalprice": _text(properties.get("revenue")) if conversion else None,
         "customerid": _customer_id(event.get("userId")) if conversion else None,
