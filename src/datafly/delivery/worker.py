@@ -243,7 +243,7 @@ class IntegrationWorker:
                 self._add(self._failed(items, exc))
 
     def _failed(self, items: Sequence[QueuedItem], exc: Exception) -> Settlement:
-        secrets = (self._context or self._resolve_context())[1]  # an error's text may quote a request
+        secrets = self.destination.secrets_of(self.integration.settings)  # the text may quote a request
         reason = mask_text(f"delivery failed: {type(exc).__name__}: {exc}", secrets)
         outcome = ItemOutcome(Outcome.RETRY, reason)
         result = Settlement([], [], [], [])
