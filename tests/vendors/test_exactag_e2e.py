@@ -178,7 +178,8 @@ def test_a_visit_sends_the_fields_of_the_notes_table(serve: Any, exactag: Exacta
         assert h.header("User-Agent") == UA
         assert "ipaddress" not in h.query and "useragent" not in h.query
     assert exactag.duplicates() == {}
-    rows = db(server.home, "SELECT outcome, status FROM delivery_log WHERE integration_id='exactag-main'")
+    rows = wait_until(lambda: len(found := db(
+        server.home, "SELECT outcome, status FROM delivery_log WHERE integration_id='exactag-main'")) >= 5 and found)
     assert sorted(rows) == [("done", 200)] * 5
 
 

@@ -378,7 +378,9 @@ def test_the_test_setting_sends_the_test_flag(serve: Any, rokt: RoktStandIn) -> 
     (request,) = rokt.requests
     assert request.json()["test"] is True
     assert rokt.accepted_events == []  # validated, not ingested
-    assert db(server.home, "SELECT outcome FROM delivery_log") == [("done",)]
+    # the vendor's answer is stored after the stand-in has seen the request: wait for the log row
+    rows = wait_until(lambda: db(server.home, "SELECT outcome FROM delivery_log"), what="the log row")
+    assert rows == [("done",)]
 
 
 def test_without_the_test_setting_no_test_flag_is_sent(serve: Any, rokt: RoktStandIn) -> None:
