@@ -35,7 +35,7 @@ async def send(session: aiohttp.ClientSession, request: OutboundRequest, timeout
         async with session.request(
             request.method,
             URL(request.url, encoded=True),
-            headers=dict(request.headers),
+            headers=request.headers,
             data=request.body,
             timeout=_timeout(timeout),
             allow_redirects=False,
@@ -43,7 +43,7 @@ async def send(session: aiohttp.ClientSession, request: OutboundRequest, timeout
             body = await response.content.read(_MAX_BODY)
             return VendorResponse(
                 status=response.status,
-                headers=dict(response.headers),
+                headers=response.headers,  # case-insensitive, read-only, valid after release
                 body=body,
                 latency_ms=(time.perf_counter() - started) * 1000,
             )
