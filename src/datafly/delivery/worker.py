@@ -39,6 +39,7 @@ from datafly.store.records import DeadLetter, LogRow, QueuedItem, Retry
 
 log = logging.getLogger("datafly.delivery")
 _EXCERPT = 2000
+_PREPARE_PART = 32  # events formatted in one pass before the lanes get a turn
 
 
 @dataclass
@@ -205,11 +206,7 @@ class IntegrationWorker:
                 continue
             if items:
                 self._held += len(items)
-                units = self._prepare(items)
-                self._buffer.extend(units)
-                self._buffered += sum(len(u.items) for u in units)
-                if units:
-                    self._items_ready.set()
+                await self._prepare_in_parts(items)
 
     def _has_room(self) -> bool:
         # Lease again when half a lease is left and at most two are out: enough to keep every lane
@@ -312,6 +309,19 @@ class IntegrationWorker:
                 return
 
     # formatting and classifying, a pass over many items at a time ----------------------------------------
+    async def _prepare_in_parts(self, items: list[QueuedItem]) -> None:
+        """Format a lease into the buffer a part at a time, letting the lanes start on the first part
+        while the rest is formatted (a lease of Rokt conversions is ~15 ms of formatting)."""
+        part = max(self.destination.max_batch, _PREPARE_PART)
+        for start in range(0, len(items), part):
+            if start:
+                await asyncio.sleep(0)
+            units = self._prepare(items[start : start + part])
+            self._buffer.extend(units)
+            self._buffered += sum(len(u.items) for u in units)
+            if units:
+                self._items_ready.set()
+
     def _prepare(self, items: Sequence[QueuedItem]) -> list[Unit]:
         """Decode and format leased items into units ready to send. An event the destination cannot
         send (``Skip``, or a formatter bug) is dead-lettered with its reason at once."""
