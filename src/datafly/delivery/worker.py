@@ -133,7 +133,10 @@ class IntegrationWorker:
         self._settings = settings or (lambda i: {**i.settings, "preset": i.preset})
         self.channel = f"queue:{integration.id}"
         batch = destination.max_batch
-        self.lease_size = batch * 4 if batch > 1 else max(16, config.concurrency * 2)
+        # A lease is a round trip through the storage writer (it waits behind commits: ~15 ms here),
+        # so for one-event-per-request vendors a lease covers 4 requests per lane: with 2 per lane
+        # the lanes ran dry while the next lease was on its way (bench/README.md).
+        self.lease_size = batch * 4 if batch > 1 else max(16, config.concurrency * 4)
         self.lease_for = config.timeout * 3 + 30
         self._limit = asyncio.Semaphore(config.concurrency)
         self._outcome_counters: dict[str, Any] = {}
