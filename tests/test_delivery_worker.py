@@ -78,12 +78,15 @@ async def test_stopping_releases_what_was_leased_and_not_sent(tmp_path: Path) ->
         await hook.stop()
 
 
+SECRET = "hmac-secret-0123456789"
+
+
 class FaultyWebhook(WebhookDestination):
     """A destination with bugs: formatting fails on one event, classifying on another."""
 
     def format_item(self, item: Item, settings: Settings) -> Formatted | Skip:
         if item.event.get("event") == "BadFormat":
-            raise RuntimeError("formatter bug")
+            raise RuntimeError(f"formatter bug, quoting {settings['secret']}")
         return super().format_item(item, settings)
 
     def classify(self, request: OutboundRequest, response: VendorResponse) -> dict[str, ItemOutcome]:
@@ -97,7 +100,7 @@ async def test_a_destination_bug_loses_nothing_and_blocks_nothing(tmp_path: Path
     backend = EmbeddedBackend(str(tmp_path / "home"))
     await backend.start()
     try:
-        integration = Integration("hook", "webhook", "all", {"url": hook.url})
+        integration = Integration("hook", "webhook", "all", {"url": hook.url, "secret": SECRET})
         names = ["Good", "BadFormat", "Good", "BadClassify", "Good"]
         ids = await queue(backend, "hook", len(names), names)
         session = client_session(8)
@@ -120,7 +123,8 @@ async def test_a_destination_bug_loses_nothing_and_blocks_nothing(tmp_path: Path
         assert sorted(e["messageId"] for e in hook.events()) == sorted([ids[0], ids[2], ids[3], ids[4]])
         (letter,) = dead
         assert letter["message_id"] == ids[1] and letter["outcome"] == "skipped"
-        assert letter["reason"] == "could not format the event: RuntimeError: formatter bug"
+        assert letter["reason"].startswith("could not format the event: RuntimeError: formatter bug, quoting ")
+        assert SECRET not in letter["reason"]  # masked, like every reason stored
         ((message_id, attempts, error),) = retried  # sent, but its answer could not be read: tried again
         assert (message_id, attempts) == (ids[3], 1)
         assert error == "delivery failed: RuntimeError: classifier bug"

@@ -96,8 +96,8 @@ def decide(
 class IntegrationWorker:
     """Delivers one integration's queue as a pipeline of three stages that never wait on each other:
 
-    - a *feeder* leases due items, decodes and formats a whole lease in one pass into units (one
-      request each for a one-event-per-request vendor, batches of up to ``max_batch``), and keeps
+    - a *feeder* leases due items, decodes and formats them in passes of 32 (or one batch) into
+      units (one request each for a one-event-per-request vendor, batches of up to ``max_batch``), and keeps
       the buffer of units about half a lease ahead of the lanes (never more than two leases
       unsettled);
     - *lanes* only send: each takes the next unit, sends its request(s) and hands the answers over;
@@ -329,7 +329,7 @@ class IntegrationWorker:
         """Decode and format leased items into units ready to send. An event the destination cannot
         send (``Skip``, or a formatter bug) is dead-lettered with its reason at once."""
         integration, destination = self.integration, self.destination
-        settings, _, endpoint = self._context or self._resolve_context()
+        settings, secrets, endpoint = self._context or self._resolve_context()
         fields = integration.fields
         skipped = Settlement([], [], [], [])
         ready: list[tuple[QueuedItem, Formatted]] = []
@@ -342,7 +342,8 @@ class IntegrationWorker:
                 shaped = destination.format_for(Item(item.id, event, item.mapping, item.first_in_session), settings, fields)
             except Exception as exc:  # a formatter bug must not block the queue
                 log.exception("formatting failed for %s", integration.id)
-                shaped = Skip(f"could not format the event: {type(exc).__name__}: {exc}")
+                # (the error's text may quote the settings: masked like everything stored)
+                shaped = Skip(mask_text(f"could not format the event: {type(exc).__name__}: {exc}", secrets))
             if isinstance(shaped, Skip):
                 self._skip(item, shaped.reason, skipped)
             else:
@@ -380,8 +381,14 @@ class IntegrationWorker:
         for unit, responses in answers:
             if isinstance(responses, Exception):
                 self._failed(unit.items, responses, into)
-            else:
+                continue
+            marks = (len(into.done), len(into.retries), len(into.dead), len(into.log))
+            try:
                 self._conclude(unit, responses, now, into)
+            except Exception as exc:  # a bug here must not stop the settler: undo the unit's half, retry it
+                log.exception("delivery worker %s failed", self.integration.id)
+                del into.done[marks[0] :], into.retries[marks[1] :], into.dead[marks[2] :], into.log[marks[3] :]
+                self._failed(unit.items, exc, into)
 
     def _conclude(self, unit: Unit, responses: list[VendorResponse], now: float, into: Settlement) -> None:
         """The decisions and delivery-log rows for one unit's answers."""
