@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 
 from datafly.config import DeliveryConfig, Integration
-from datafly.delivery.http import client_session
+from datafly.delivery.http import vendor_client
 from datafly.delivery.worker import IntegrationWorker
 from datafly.destinations.base import (
     Formatted,
@@ -51,9 +51,9 @@ async def test_stopping_releases_what_was_leased_and_not_sent(tmp_path: Path) ->
         destination = get_destination("webhook")
         assert destination is not None
         ids = await queue(backend, "hook", 1000)  # more than a lease (400) and a buffer ahead
-        session = client_session(4)
+        client = vendor_client(4)
         worker = IntegrationWorker(
-            integration, destination, backend, DeliveryConfig(concurrency=4), session, Metrics(), DebugBus()
+            integration, destination, backend, DeliveryConfig(concurrency=4), client, Metrics(), DebugBus()
         )
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
@@ -62,7 +62,7 @@ async def test_stopping_releases_what_was_leased_and_not_sent(tmp_path: Path) ->
             await asyncio.sleep(0.02)
         stop.set()
         await asyncio.wait_for(task, 10)
-        await session.close()
+        await client.close()
 
         delivered = [e["messageId"] for e in hook.events()]
         left = await backend.lease("hook", 1000, time.time(), 30)  # released items are due at once
@@ -103,9 +103,9 @@ async def test_a_destination_bug_loses_nothing_and_blocks_nothing(tmp_path: Path
         integration = Integration("hook", "webhook", "all", {"url": hook.url, "secret": SECRET})
         names = ["Good", "BadFormat", "Good", "BadClassify", "Good"]
         ids = await queue(backend, "hook", len(names), names)
-        session = client_session(8)
+        client = vendor_client(8)
         worker = IntegrationWorker(
-            integration, FaultyWebhook(), backend, DeliveryConfig(concurrency=8), session, Metrics(), DebugBus()
+            integration, FaultyWebhook(), backend, DeliveryConfig(concurrency=8), client, Metrics(), DebugBus()
         )
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
@@ -118,7 +118,7 @@ async def test_a_destination_bug_loses_nothing_and_blocks_nothing(tmp_path: Path
             await asyncio.sleep(0.02)
         stop.set()
         await asyncio.wait_for(task, 10)
-        await session.close()
+        await client.close()
 
         assert sorted(e["messageId"] for e in hook.events()) == sorted([ids[0], ids[2], ids[3], ids[4]])
         (letter,) = dead

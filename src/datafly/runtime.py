@@ -16,10 +16,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-import aiohttp
-
 from datafly.config import Config, Integration
-from datafly.delivery.http import client_session
+from datafly.delivery.http import VendorClient, vendor_client
 from datafly.delivery.worker import IntegrationWorker
 from datafly.destinations.registry import get_destination
 from datafly.gateway.sources import SourceIndex
@@ -70,7 +68,7 @@ class Runtime:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._workers: dict[str, _RunningWorker] = {}
-        self._session: aiohttp.ClientSession | None = None
+        self._client: VendorClient | None = None
         self.processor: Processor | None = None
         # Run after storage is up and before workers start (management loads its integrations here).
         self.startup_hooks: list[Callable[[], Awaitable[None]]] = []
@@ -100,7 +98,7 @@ class Runtime:
             )
             self._tasks.append(asyncio.create_task(self.processor.run(self._stop), name="processor"))
         if self.runs_delivery:
-            self._session = client_session(self.config.delivery.concurrency)
+            self._client = vendor_client(self.config.delivery.concurrency)
             self.integrations.on_change(self.sync_workers)
             self.sync_workers()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
@@ -108,7 +106,7 @@ class Runtime:
 
     def sync_workers(self) -> None:
         """Start a worker for each enabled integration, stop those gone or changed."""
-        if self._session is None:
+        if self._client is None:
             return
         wanted = {i.id: i for i in self.integrations.all() if i.enabled}
         for iid, running in list(self._workers.items()):
@@ -128,7 +126,7 @@ class Runtime:
                 destination,
                 self.backend,
                 self.config.delivery,
-                self._session,
+                self._client,
                 self.metrics,
                 self.bus,
                 settings=self.settings_of,
@@ -188,7 +186,7 @@ class Runtime:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
         await self.backend.close()

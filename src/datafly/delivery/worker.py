@@ -15,12 +15,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import aiohttp
 import orjson
 
 from datafly.config import DeliveryConfig, Integration
 from datafly.delivery.backoff import retry_delay
-from datafly.delivery.http import send
+from datafly.delivery.http import VendorClient
 from datafly.destinations.base import (
     Destination,
     Formatted,
@@ -118,7 +117,7 @@ class IntegrationWorker:
         destination: Destination,
         backend: Backend,
         config: DeliveryConfig,
-        session: aiohttp.ClientSession,
+        client: VendorClient,
         metrics: Metrics,
         bus: DebugBus,
         settings: Callable[[Integration], dict[str, Any]] | None = None,
@@ -127,7 +126,7 @@ class IntegrationWorker:
         self.destination = destination
         self.backend = backend
         self.config = config
-        self.session = session
+        self.client = client
         self.metrics = metrics
         self.bus = bus
         self._settings = settings or (lambda i: {**i.settings, "preset": i.preset})
@@ -259,7 +258,7 @@ class IntegrationWorker:
             answers: list[VendorResponse] | Exception
             try:
                 if one_per_lane:  # a lane per request in flight: the lanes are the concurrency limit
-                    answers = [await send(self.session, r, self.config.timeout) for r in unit.requests]
+                    answers = [await self.client.send(r, self.config.timeout) for r in unit.requests]
                 elif len(unit.requests) == 1:
                     answers = [await self._send(unit.requests[0])]
                 else:
@@ -439,7 +438,7 @@ class IntegrationWorker:
 
     async def _send(self, request: OutboundRequest) -> VendorResponse:
         async with self._limit:
-            return await send(self.session, request, self.config.timeout)
+            return await self.client.send(request, self.config.timeout)
 
     def _observe(
         self,
