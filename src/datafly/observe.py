@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -50,18 +52,25 @@ class Activity:
     groups only while the gateway is saturated (many requests in flight), so a burst is accepted
     at full speed while a steady stream is processed as it comes."""
 
-    def __init__(self, saturated_at: int = 8) -> None:
+    def __init__(self, saturated_at: int = 8, memory: float = 0.1) -> None:
         self.saturated_at = saturated_at
+        self.memory = memory  # seconds a saturation is remembered
         self.inflight = 0
+        self._last_saturated = -1e9
 
     def enter(self) -> None:
         self.inflight += 1
+        if self.inflight >= self.saturated_at:
+            self._last_saturated = time.monotonic()
 
     def leave(self) -> None:
         self.inflight -= 1
 
     def saturated(self) -> bool:
-        return self.inflight >= self.saturated_at
+        """Saturated now, or within the last ``memory`` seconds. (The processor asks right after a
+        group of its own, which held the loop: the requests that came in meanwhile are not read
+        yet, so "in flight now" alone reads as idle in the middle of a flood.)"""
+        return self.inflight >= self.saturated_at or time.monotonic() - self._last_saturated < self.memory
 
 
 class DebugBus:
@@ -71,6 +80,7 @@ class DebugBus:
     def __init__(self, buffer: int = 1000) -> None:
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._buffer = buffer
+        self.on_activity: Callable[[bool], None] | None = None  # told when ``active`` changes
 
     @property
     def active(self) -> bool:
@@ -79,10 +89,15 @@ class DebugBus:
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self._buffer)
         self._subscribers.add(queue)
+        if len(self._subscribers) == 1 and self.on_activity is not None:
+            self.on_activity(True)
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        self._subscribers.discard(queue)
+        if queue in self._subscribers:
+            self._subscribers.discard(queue)
+            if not self._subscribers and self.on_activity is not None:
+                self.on_activity(False)
 
     def publish(self, entry: dict[str, Any]) -> None:
         for queue in self._subscribers:

@@ -24,6 +24,7 @@ from datafly.gateway.sources import SourceIndex
 from datafly.integrations import IntegrationSet
 from datafly.observe import Activity, DebugBus, Metrics
 from datafly.processor import Processor
+from datafly.processor_process import ProcessorProcess
 from datafly.store.base import Backend
 
 log = logging.getLogger("datafly")
@@ -70,6 +71,7 @@ class Runtime:
         self._workers: dict[str, _RunningWorker] = {}
         self._client: VendorClient | None = None
         self.processor: Processor | None = None
+        self.processor_process: ProcessorProcess | None = None
         # Run after storage is up and before workers start (management loads its integrations here).
         self.startup_hooks: list[Callable[[], Awaitable[None]]] = []
 
@@ -86,7 +88,15 @@ class Runtime:
         self._stop = asyncio.Event()
         for hook in self.startup_hooks:
             await hook()
-        if self.runs_processor:
+        if self.runs_processor and self._processor_in_child():
+            from datafly.store.embedded import EmbeddedBackend
+
+            assert isinstance(self.backend, EmbeddedBackend)
+            self.processor_process = ProcessorProcess(
+                self.config.processing, self.backend, self.integrations, self.metrics, self.bus
+            )
+            await self.processor_process.start()
+        elif self.runs_processor:
             self.processor = Processor(
                 self.backend,
                 self.integrations,
@@ -103,6 +113,14 @@ class Runtime:
             self.sync_workers()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         gc.freeze()  # what start-up created lives for good: keep it out of every full collection
+
+    def _processor_in_child(self) -> bool:
+        """With embedded storage and every role in one command, the processor runs in a process of
+        its own (processor_process.py); ``DATAFLY_PROCESSOR=inline`` keeps it in this one."""
+        from datafly.store.embedded import EmbeddedBackend
+
+        inline = os.environ.get("DATAFLY_PROCESSOR", "").lower() == "inline"
+        return self.role == "all" and isinstance(self.backend, EmbeddedBackend) and not inline
 
     def sync_workers(self) -> None:
         """Start a worker for each enabled integration, stop those gone or changed."""
@@ -157,6 +175,8 @@ class Runtime:
     async def stop(self) -> None:
         self._stop.set()
         self.backend.notify("inbound")
+        if self.processor_process is not None:
+            await self.processor_process.stop(self.shutdown_grace * 2)
         processing = [t for t in self._tasks if t.get_name() == "processor"]
         if processing:
             # Drain what was accepted, for a while: what is left stays in the durable inbox and is

@@ -11,7 +11,7 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -87,6 +87,8 @@ class EmbeddedBackend(Backend):
         self._cursor = 0
         self._signals = LocalSignals()
         self._leases: dict[str, dict[int, float]] = {}
+        # called after every append (the processor's process is woken through it, see processor_process)
+        self.inbound_listener: Callable[[], None] | None = None
 
     # lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -125,9 +127,11 @@ class EmbeddedBackend(Backend):
     async def append_inbound(self, events: Sequence[bytes]) -> None:
         try:
             await self._inbox.insert([(body,) for body in events])
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:  # (OSError: the fsync that makes it durable failed)
             raise StorageUnavailable(str(exc)) from exc
         self.notify("inbound")
+        if self.inbound_listener is not None:
+            self.inbound_listener()
 
     # processor ---------------------------------------------------------------------------
     async def read_inbound(self, limit: int) -> list[InboundEvent]:
@@ -200,9 +204,13 @@ class EmbeddedBackend(Backend):
 
         await self.db.write(commit)  # the cursor moves with what was queued: the commit point
         self._cursor = cursor
-        self._inbox.execute("DELETE FROM inbox WHERE seq <= ?", (cursor,))
+        self.forget_inbound(cursor)
         for integration_id in {d.integration_id for d in deliveries}:
             self.notify(f"queue:{integration_id}")
+
+    def forget_inbound(self, upto: int) -> None:
+        """Delete the stored requests processed up to ``upto`` (the processor's cursor is stored)."""
+        self._inbox.execute("DELETE FROM inbox WHERE seq <= ?", (upto,))
 
     # delivery ----------------------------------------------------------------------------
     # Leases live in memory (one process owns the file, see the lock): a lease costs no write, and

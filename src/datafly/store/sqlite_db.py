@@ -8,6 +8,7 @@ concurrent requests cost one fsync. A write's awaitable resolves only after its 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import queue
 import sqlite3
@@ -17,7 +18,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from datafly.store.wal_sync import WalSyncer
+
 T = TypeVar("T")
+log = logging.getLogger("datafly.store")
 _Job = tuple[Callable[[sqlite3.Connection], Any] | str, "asyncio.Future[Any]", list[tuple[Any, ...]] | None]
 _Result = tuple["asyncio.Future[Any]", Any, BaseException | None]
 _MAX_GROUP = 2000
@@ -175,15 +179,28 @@ def _resolve(results: list[_Result]) -> None:
 class TickCommitter:
     """Group commit inside the event loop: the rows of every insert requested during one loop
     iteration are written and committed together on the next, on a connection owned by the loop
-    thread. No thread hand-off per request; the loop waits for the commit's fsync (a fraction of a
-    millisecond on local disks), which the many requests of one batch share."""
+    thread. No thread hand-off per request.
+
+    With ``synchronous=FULL`` asked for, the loop does not wait for the disk either: it commits
+    with ``NORMAL`` (the WAL is written, not synced) and a helper process fsyncs the WAL file
+    (``wal_sync.py``); an insert's future resolves once an fsync that began after its commit has
+    returned, as ``FULL`` would have it at commit time. One fsync covers every commit made while
+    the previous one ran. If the helper is gone, the committer fsyncs in the loop and commits with
+    ``FULL`` from then on.
+    """
 
     def __init__(self, path: str, sql: str, synchronous: str = "FULL") -> None:
-        self.conn = connect(path, synchronous)
+        self.path = path
+        self._helped = synchronous.upper() in ("FULL", "EXTRA") and os.environ.get("DATAFLY_INBOX_FSYNC") != "inline"
+        self.conn = connect(path, "NORMAL" if self._helped else synchronous)
         self.sql = sql
         self._rows: list[tuple[Any, ...]] = []
         self._waiting: list[asyncio.Future[None]] = []
         self._scheduled = False
+        self._commit_no = 0
+        self._unsynced: list[tuple[int, list[asyncio.Future[None]]]] = []  # committed, not synced yet
+        self._asked: int | None = None  # the commit the helper's running fsync covers
+        self._syncer: WalSyncer | None = None
         self.commits = 0
 
     def insert(self, rows: list[tuple[Any, ...]]) -> asyncio.Future[None]:
@@ -213,24 +230,95 @@ class TickCommitter:
         if not waiting:
             return
         self._rows, self._waiting = [], []
-        error: BaseException | None = None
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             self.conn.executemany(self.sql, rows)
             self.conn.execute("COMMIT")
             self.commits += 1
         except Exception as exc:
-            error = exc
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
-        for future in waiting:
-            if future.done():
-                continue
-            if error is None:
-                future.set_result(None)
-            else:
-                future.set_exception(error)
+            _settle_all(waiting, exc)
+            return
+        if not self._helped:
+            _settle_all(waiting, None)
+            return
+        self._commit_no += 1
+        self._unsynced.append((self._commit_no, waiting))
+        self._ask()
+
+    # the fsync helper ----------------------------------------------------------------------------
+    def _ask(self) -> None:
+        if self._asked is not None or not self._unsynced:
+            return
+        if self._syncer is None:
+            self._syncer = WalSyncer(self.path + "-wal", self._synced)  # (the WAL exists once committed to)
+            try:
+                self._syncer.start()
+            except OSError:
+                log.exception("could not start the inbox's fsync helper")
+                self._fall_back()
+                return
+        token = self._unsynced[-1][0]
+        if self._syncer.request(token):
+            self._asked = token
+        else:
+            self._fall_back()
+
+    def _synced(self, token: int, ok: bool) -> None:
+        if token < 0:  # the helper is gone
+            log.error("the inbox's fsync helper ended; syncing in the event loop from now on")
+            self._fall_back()
+            return
+        self._asked = None
+        error = None if ok else OSError("fsync of the inbox's write-ahead log failed")
+        while self._unsynced and self._unsynced[0][0] <= token:
+            _settle_all(self._unsynced.pop(0)[1], error)
+        self._ask()
+
+    def _fall_back(self) -> None:
+        """Sync here, as ``FULL`` does, and commit with ``FULL`` from now on."""
+        self._helped = False
+        self._asked = None
+        unsynced, self._unsynced = self._unsynced, []
+        error: BaseException | None = None
+        try:
+            self._fsync_wal()
+        except OSError as exc:
+            error = exc
+        for _, waiting in unsynced:
+            _settle_all(waiting, error)
+        self.conn.execute("PRAGMA synchronous=FULL")
+
+    def _fsync_wal(self) -> None:
+        fd = os.open(self.path + "-wal", os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         self._flush()
+        if self._unsynced:  # closing: sync here and answer everyone
+            unsynced, self._unsynced = self._unsynced, []
+            error: BaseException | None = None
+            try:
+                self._fsync_wal()
+            except OSError as exc:
+                error = exc
+            for _, waiting in unsynced:
+                _settle_all(waiting, error)
+        if self._syncer is not None:
+            self._syncer.close()
+            self._syncer = None
         self.conn.close()
+
+
+def _settle_all(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
