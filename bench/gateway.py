@@ -122,10 +122,21 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def pids(self) -> list[int]:
+        """The server and its child processes (the processor, the inbox's fsync helper)."""
+        found = [self.proc.pid]
+        for pid in found:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                found += [int(c) for c in (task / "children").read_text().split()]
+        return found
+
     def rss_mb(self) -> tuple[float, float]:
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
-        peak = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+        """Resident size and peak of the server's processes, summed (peaks may not coincide)."""
+        rss = peak = 0
+        for pid in self.pids():
+            status = Path(f"/proc/{pid}/status").read_text()
+            rss += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+            peak += int(re.search(r"VmHWM:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
         return rss / 1024, peak / 1024
 
     def metric(self, name: str) -> float:

@@ -11,21 +11,28 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from datafly.config import ProcessingConfig
 from datafly.errors import BadRequest
-from datafly.integrations import IntegrationSet
 from datafly.observe import DebugBus, Metrics
 from datafly.processing.normalise import events_in, normalise_event, request_info
 from datafly.processing.pipeline import process_event
 from datafly.processing.profile import Profile
+from datafly.processing.routing import Route
 from datafly.store.base import Backend
 from datafly.store.records import InboundEvent, LogRow, NewDelivery
 
 log = logging.getLogger("datafly.processor")
+
+
+class RouteSource(Protocol):
+    """Where the processor gets the integrations as routing sees them (an IntegrationSet)."""
+
+    def routes(self) -> list[Route]: ...
+
 _BATCH = 200  # stored requests per step (each holds one event or a batch)
 _GROUP = 500  # events per commit
 # While the gateway is saturated, process in small groups and pause this many times the time a
@@ -44,7 +51,7 @@ class Processor:
     def __init__(
         self,
         backend: Backend,
-        integrations: IntegrationSet,
+        integrations: RouteSource,
         config: ProcessingConfig,
         metrics: Metrics,
         bus: DebugBus,

@@ -7,8 +7,8 @@ core, and the operating system gives the gateway priority when both want the sam
 
 What crosses the pipe between the two (pickled tuples, all small):
 
-- parent -> child: ``("integrations", [Integration, ...])`` at start and on every change (routing
-  and consent); ``("inbound",)`` when the gateway stored something while the child was idle;
+- parent -> child: ``("routes", [Route, ...])`` at start and on every change of the integrations
+  (what routing and consent need: no settings, no secrets); ``("inbound",)`` when the gateway stored something while the child was idle;
   ``("bus", active)`` when the Event Debugger gets its first subscriber or loses its last;
   ``("stop",)`` to drain what was accepted and exit.
 - child -> parent: ``("idle",)`` before it waits for new events; ``("notify", channel)`` after
@@ -40,6 +40,7 @@ from typing import Any
 from datafly.config import ProcessingConfig
 from datafly.integrations import IntegrationSet
 from datafly.observe import DebugBus, Metrics
+from datafly.processing.routing import Route
 from datafly.store.embedded import EmbeddedBackend
 
 log = logging.getLogger("datafly.processor")
@@ -103,7 +104,7 @@ class ProcessorProcess:
         self._idle, self._pending, self._counts = False, True, {}
         self._exited = self._loop.create_future()
         self._loop.add_reader(parent_end.fileno(), self._receive)
-        self._send(("integrations", self.integrations.all()))
+        self._send(("routes", self.integrations.routes()))
         self._send(("bus", self.bus.active))
         log.info("processor running in process %s", process.pid)
 
@@ -144,7 +145,7 @@ class ProcessorProcess:
             self._pending = True
 
     def _integrations_changed(self) -> None:
-        self._send(("integrations", self.integrations.all()))
+        self._send(("routes", self.integrations.routes()))
 
     def _bus_changed(self, active: bool) -> None:
         self._send(("bus", active))
@@ -258,6 +259,16 @@ class _RelayBus(DebugBus):
         self._relay(("bus", entry))
 
 
+class _Routes:
+    """The integrations as routing sees them, as the parent last sent them."""
+
+    def __init__(self) -> None:
+        self.current: list[Route] = []
+
+    def routes(self) -> list[Route]:
+        return self.current
+
+
 def _die_with_parent() -> None:
     """Ask Linux to kill this process when its parent dies (SIGKILL included)."""
     with contextlib.suppress(Exception):
@@ -311,7 +322,7 @@ async def _child(processing: ProcessingConfig, home: str, synchronous: str, conn
             gone.set()
 
     backend = _ChildBackend(home, synchronous, relay)
-    integrations = IntegrationSet()
+    routes = _Routes()
     bus = _RelayBus(relay)
     metrics = Metrics()
 
@@ -322,8 +333,8 @@ async def _child(processing: ProcessingConfig, home: str, synchronous: str, conn
                 kind = message[0]
                 if kind == "inbound":
                     EmbeddedBackend.notify(backend, "inbound")
-                elif kind == "integrations":
-                    integrations.replace(message[1])
+                elif kind == "routes":
+                    routes.current = list(message[1])
                 elif kind == "bus":
                     bus.watched = bool(message[1])
                 elif kind == "stop":
@@ -335,7 +346,7 @@ async def _child(processing: ProcessingConfig, home: str, synchronous: str, conn
 
     loop.add_reader(conn.fileno(), receive)
     await backend.start()
-    processor = Processor(backend, integrations, processing, metrics, bus, cache_profiles=True)
+    processor = Processor(backend, routes, processing, metrics, bus, cache_profiles=True)
     task = asyncio.create_task(processor.run(stop))
     reported: dict[tuple[str, str], float] = {}
     try:
