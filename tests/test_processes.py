@@ -1,6 +1,7 @@
-"""``datafly serve`` on embedded storage is three processes: the gateway (with management and
-delivery), the processor, and the inbox's fsync helper. These tests look at them from outside:
-what runs, what each one's death does, and that nothing accepted is lost on the way."""
+"""The processes of ``datafly serve`` on embedded storage: the server itself, the inbox's fsync
+helper, and with ``DATAFLY_PROCESSOR=process`` the processor in a process of its own. These tests
+look at them from outside: what runs, what each one's death does, and that nothing accepted is
+lost on the way."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from datafly.store.sqlite_db import TickCommitter
 from e2e_support import wait_until
 from standins import WebhookStandIn
 from test_pipeline import hook_integration, make_config, send, wait_events
+
+OWN_PROCESS = {"DATAFLY_PROCESSOR": "process"}
 
 
 def children(pid: int) -> dict[int, str]:
@@ -56,7 +59,7 @@ def metric(server: Any, name: str) -> float:
 
 def test_the_processor_runs_beside_the_gateway_and_reports_to_it(serve: Any) -> None:
     with WebhookStandIn().running_in_thread() as hook:
-        server = serve(make_config(hook_integration("hook", hook.url, batch_size=10)))
+        server = serve(make_config(hook_integration("hook", hook.url, batch_size=10)), env=OWN_PROCESS)
         ids = send(server, *({"type": "track", "event": "E", "properties": {"n": n}} for n in range(30)))
         wait_events(hook, ids)
         pid = processor_pid(server)
@@ -70,7 +73,7 @@ def test_the_processor_runs_beside_the_gateway_and_reports_to_it(serve: Any) -> 
 
 def test_a_processor_that_dies_is_started_again_and_loses_nothing(serve: Any) -> None:
     with WebhookStandIn().running_in_thread() as hook:
-        server = serve(make_config(hook_integration("hook", hook.url, batch_size=20)))
+        server = serve(make_config(hook_integration("hook", hook.url, batch_size=20)), env=OWN_PROCESS)
         first = processor_pid(server)
         ids: list[str] = []
         for _ in range(10):
@@ -88,7 +91,7 @@ def test_a_processor_that_dies_is_started_again_and_loses_nothing(serve: Any) ->
 def test_the_helpers_end_with_a_killed_gateway_and_a_restart_loses_nothing(serve: Any) -> None:
     with WebhookStandIn().running_in_thread() as hook:
         cfg = make_config(hook_integration("hook", hook.url, batch_size=20))
-        server = serve(cfg)
+        server = serve(cfg, env=OWN_PROCESS)
         ids: list[str] = []
         for _ in range(10):
             ids += send(server, *({"type": "track", "event": "E"} for _ in range(20)))
@@ -149,3 +152,13 @@ async def test_without_the_helper_the_committer_syncs_itself(committer: Any) -> 
         assert rows(inbox) == 12
     finally:
         inbox.close()
+
+
+def test_by_default_every_role_runs_in_the_one_process(serve: Any) -> None:
+    with WebhookStandIn().running_in_thread() as hook:
+        server = serve(make_config(hook_integration("hook", hook.url)))
+        ids = send(server, {"type": "track", "event": "E"})
+        wait_events(hook, ids)
+        helpers = children(server.proc.pid)
+        assert [cmd for cmd in helpers.values() if "wal_sync" not in cmd] == []  # only the fsync helper
+        assert any("wal_sync" in cmd for cmd in helpers.values())

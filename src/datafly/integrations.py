@@ -27,11 +27,6 @@ class IntegrationSet:
         self._items[integration.id] = integration
         self._changed()
 
-    def replace(self, integrations: Iterable[Integration]) -> None:
-        """All of them at once (the processor's process gets the parent's set this way)."""
-        self._items = {i.id: i for i in integrations}
-        self._changed()
-
     def remove(self, integration_id: str) -> None:
         if self._items.pop(integration_id, None) is not None:
             self._changed()

@@ -36,11 +36,12 @@ class RouteSource(Protocol):
 _BATCH = 200  # stored requests per step (each holds one event or a batch)
 _GROUP = 500  # events per commit
 # While the gateway is saturated, process in small groups and pause this many times the time a
-# group took: processing then gets about a tenth of the core and accepting keeps the rest; the
-# inbox is durable and the backlog is processed at full speed as soon as the burst ends. (The
-# groups are small so that the pause, capped at _MAX_PAUSE to resume quickly, stays 9x the
-# group: 500 events took ~60 ms on a slow machine, and a capped 100 ms pause gave processing
-# ~40% of the core in the middle of a flood.)
+# group took: accepting keeps priority (measured: ~4% of a flood of single events is processed
+# during it); the inbox is durable and the backlog is processed at full speed as soon as the
+# burst ends. (The groups are small so that the pause, capped at _MAX_PAUSE to resume quickly,
+# stays 9x the group: 500 events took ~60 ms on a slow machine, and a capped 100 ms pause gave
+# processing ~40% of the loop in the middle of a flood.) See docs/architecture.md, and
+# processor_process.py for the processor in a process of its own.
 _BUSY_GROUP = 25
 _YIELD_FACTOR = 9.0
 _MAX_PAUSE = 0.1

@@ -1,9 +1,10 @@
-"""The processor in a process of its own, beside the gateway (embedded storage, every role).
+"""The processor in a process of its own, beside the gateway (``DATAFLY_PROCESSOR=process``,
+embedded storage, role ``all``; by default every role runs in one process, as the contract says).
 
 Why: in one process the gateway and the processor share one GIL, so every event processed is
-time the gateway cannot spend accepting (the processor had to pause itself while the gateway was
-busy). In a child process of its own, at a lower scheduling priority, the processor uses the other
-core, and the operating system gives the gateway priority when both want the same one.
+time the gateway cannot spend accepting, and the processor pauses itself while the gateway is
+busy (a flood is processed after it ends). In a child process of its own, at a lower scheduling
+priority, the processor keeps pace on another core (docs/architecture.md has the figures).
 
 What crosses the pipe between the two (pickled tuples, all small):
 

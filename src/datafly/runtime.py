@@ -115,12 +115,13 @@ class Runtime:
         gc.freeze()  # what start-up created lives for good: keep it out of every full collection
 
     def _processor_in_child(self) -> bool:
-        """With embedded storage and every role in one command, the processor runs in a process of
-        its own (processor_process.py); ``DATAFLY_PROCESSOR=inline`` keeps it in this one."""
+        """``DATAFLY_PROCESSOR=process`` (embedded storage, role ``all``) runs the processor in a
+        child process (processor_process.py). By default every role runs in this process, as the
+        contract says."""
         from datafly.store.embedded import EmbeddedBackend
 
-        inline = os.environ.get("DATAFLY_PROCESSOR", "").lower() == "inline"
-        return self.role == "all" and isinstance(self.backend, EmbeddedBackend) and not inline
+        wanted = os.environ.get("DATAFLY_PROCESSOR", "").lower() == "process"
+        return wanted and self.role == "all" and isinstance(self.backend, EmbeddedBackend)
 
     def sync_workers(self) -> None:
         """Start a worker for each enabled integration, stop those gone or changed."""
