@@ -280,34 +280,29 @@ class TickCommitter:
         """Sync here, as ``FULL`` does, and commit with ``FULL`` from now on."""
         self._helped = False
         self._asked = None
+        self._sync_here()
+        self.conn.execute("PRAGMA synchronous=FULL")
+
+    def _sync_here(self) -> None:
+        """fsync the WAL in this thread and answer every commit waiting for it."""
         unsynced, self._unsynced = self._unsynced, []
+        if not unsynced:
+            return
         error: BaseException | None = None
         try:
-            self._fsync_wal()
+            fd = os.open(self.path + "-wal", os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         except OSError as exc:
             error = exc
         for _, waiting in unsynced:
             _settle_all(waiting, error)
-        self.conn.execute("PRAGMA synchronous=FULL")
-
-    def _fsync_wal(self) -> None:
-        fd = os.open(self.path + "-wal", os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def close(self) -> None:
         self._flush()
-        if self._unsynced:  # closing: sync here and answer everyone
-            unsynced, self._unsynced = self._unsynced, []
-            error: BaseException | None = None
-            try:
-                self._fsync_wal()
-            except OSError as exc:
-                error = exc
-            for _, waiting in unsynced:
-                _settle_all(waiting, error)
+        self._sync_here()  # closing: answer everyone
         if self._syncer is not None:
             self._syncer.close()
             self._syncer = None
