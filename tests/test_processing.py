@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from datafly.errors import BadRequest
-from datafly.processing.normalise import RequestInfo, normalise_event
+from datafly.processing.normalise import RequestInfo, may_hold_pii, normalise_event
 from datafly.processing.pii import hash_email, hash_phone
 from datafly.processing.pipeline import process_event
 from datafly.processing.profile import Profile
@@ -141,3 +141,23 @@ def test_consent_routing_and_first_page_of_session() -> None:
     ]
     unmapped = processed({"type": "track", "event": "Cart Viewed", **granted}, profile, routes)
     assert [r.integration_id for r in unmapped.routed] == ["open"] and not unmapped.filtered
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"traits": {"email": "a@b.example"}}',
+        b'{"traits": {"Email": "a@b.example"}}',
+        b'{"properties": {"phone": "+44 20 7946 0000"}}',
+        b'{"traits": {"mobile": "07700 900000"}}',
+        b'{"traits": {"mobilePhoneNumber": "07700 900000"}}',
+        b'{"traits": {"phone_number": "07700 900000"}}',
+        b'{"traits": {"\\u0065mail": "a@b.example"}}',  # a key spelled with an escape
+    ],
+)
+def test_a_body_that_may_hold_an_email_or_phone_is_scrubbed(body: bytes) -> None:
+    assert may_hold_pii(body)
+
+
+def test_a_body_without_email_or_phone_keys_is_stored_as_it_came() -> None:
+    assert not may_hold_pii(b'{"event": "Product Viewed", "properties": {"product_id": "p-1", "price": 12.5}}')

@@ -18,6 +18,7 @@ class SourceIndex:
         self.by_key = {s.key: s for s in sources}
         self._origins = {o for s in self.by_key.values() for o in s.origins}
         self._open = any(not s.origins for s in self.by_key.values())
+        self._query_keys: dict[bytes, str | None] = {}  # query string -> its key (a site sends the same few)
 
     def key_from_headers(self, authorization: bytes | None, query: bytes) -> str | None:
         if authorization:
@@ -32,10 +33,13 @@ class SourceIndex:
                     return ""
                 return decoded.split(":", 1)[0]
         if query and b"ey=" in query:
-            for pair in query.split(b"&"):
-                name, _, raw = pair.partition(b"=")
-                if name in (b"key", b"writeKey"):
-                    return unquote_plus(raw.decode("latin-1"))
+            if query in self._query_keys:
+                return self._query_keys[query]
+            key = _key_in_query(query)
+            if len(self._query_keys) >= _QUERY_KEYS:
+                self._query_keys.clear()
+            self._query_keys[query] = key
+            return key
         return None
 
     def origin_allowed(self, source: Source | None, origin: str) -> bool:
@@ -43,6 +47,17 @@ class SourceIndex:
         if source is not None:
             return not source.origins or origin in source.origins or "*" in source.origins
         return self._open or origin in self._origins or "*" in self._origins
+
+
+_QUERY_KEYS = 1024  # query strings remembered (then forgotten all at once)
+
+
+def _key_in_query(query: bytes) -> str | None:
+    for pair in query.split(b"&"):
+        name, _, raw = pair.partition(b"=")
+        if name in (b"key", b"writeKey"):
+            return unquote_plus(raw.decode("latin-1"))
+    return None
 
 
 def cors_headers(origin: str) -> list[tuple[bytes, bytes]]:

@@ -42,7 +42,6 @@ _IDENTIFIERS = (
     ("messageId", "message_id"),
     ("groupId", "group_id"),
 )
-_PII_MARKERS = (b'"email', b'"phone', b'"mobile', b"phonenumber", b"phone_number", b"\\u")
 
 
 @dataclass(frozen=True)
@@ -128,8 +127,15 @@ def scrub_event(raw: dict[str, Any], phone_region: str | None) -> None:
 
 def may_hold_pii(body: bytes) -> bool:
     """False only when the raw body certainly has no email or phone key (the gateway's fast path)."""
-    low = body.lower()
-    return any(marker in low for marker in _PII_MARKERS)
+    low = body.lower()  # (written out: a generator over a tuple of markers cost twice the time)
+    return (
+        b'"email' in low
+        or b'"phone' in low
+        or b'"mobile' in low
+        or b"phonenumber" in low
+        or b"phone_number" in low
+        or b"\\u" in low
+    )
 
 
 def events_in(body: Any, shape: str) -> list[Any]:
