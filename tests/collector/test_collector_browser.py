@@ -48,6 +48,7 @@ if TESTS not in sys.path:  # the vendor stand-ins live in tests/standins
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 standins = pytest.importorskip("standins")
+from e2e_support import wait_until  # noqa: E402
 
 # the stub documented in collector/README.md
 STUB = (
@@ -279,11 +280,18 @@ def test_page_view_on_load(visit: Visit) -> None:
     assert context["session"]["number"] == 1
     assert context["library"]["name"] == "datafly.js"
     assert context["screen"]["width"] > 0 and context["locale"] and context["timezone"]
-    # the anonymous id is the gateway's first-party cookie, also kept in storage
-    cookie = next(c for c in visit.context.cookies(visit.gateway) if c["name"] == "_dfid")
+    # the anonymous id is the gateway's first-party cookie, also kept in storage. (The browser
+    # stores both after the answer arrives; the vendor can have the event before that.)
+    cookie = wait_until(
+        lambda: next((c for c in visit.context.cookies(visit.gateway) if c["name"] == "_dfid"), None),
+        what="the _dfid cookie",
+    )
     assert cookie["httpOnly"]
     assert view["anonymousId"] == cookie["value"]
-    assert visit.page.evaluate("JSON.parse(localStorage.getItem('_df_aid'))") == cookie["value"]
+    stored = wait_until(
+        lambda: visit.page.evaluate("JSON.parse(localStorage.getItem('_df_aid'))"), what="the stored id"
+    )
+    assert stored == cookie["value"]
 
 
 def test_anonymous_id_sticks_where_cookies_are_blocked(visit: Visit) -> None:
