@@ -51,7 +51,7 @@ import orjson  # noqa: E402
 from yarl import URL  # noqa: E402
 
 from datafly.config import DeliveryConfig, Integration  # noqa: E402
-from datafly.delivery.http import vendor_client  # noqa: E402
+from datafly.delivery.http import VendorClient  # noqa: E402
 from datafly.delivery.worker import IntegrationWorker  # noqa: E402
 from datafly.destinations.base import Formatted, Item, OutboundRequest, Skip, event_key  # noqa: E402
 from datafly.destinations.registry import get_destination  # noqa: E402
@@ -298,7 +298,7 @@ async def bare_loop(requests: Sequence[OutboundRequest], concurrency: int) -> fl
 
 async def bare_client_loop(requests: Sequence[OutboundRequest], concurrency: int) -> float:
     """The same, with the delivery worker's own HTTP client (libcurl) instead of aiohttp."""
-    client = vendor_client(concurrency)
+    client = VendorClient(concurrency)
     pending = iter(requests)
 
     async def one_lane() -> None:
@@ -317,7 +317,7 @@ async def worker_drain(queued: Queued, concurrency: int) -> float:
     destination = get_destination(queued.integration.vendor)
     assert destination is not None
     config = DeliveryConfig(concurrency=concurrency, timeout=10.0)
-    client = vendor_client(concurrency)
+    client = VendorClient(concurrency)
     worker = IntegrationWorker(
         queued.integration, destination, queued.backend, config, client, Metrics(), DebugBus()
     )

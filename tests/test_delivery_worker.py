@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 
 from datafly.config import DeliveryConfig, Integration
-from datafly.delivery.http import vendor_client
+from datafly.delivery.http import VendorClient
 from datafly.delivery.worker import IntegrationWorker
 from datafly.destinations.base import (
     Formatted,
@@ -51,7 +51,7 @@ async def test_stopping_releases_what_was_leased_and_not_sent(tmp_path: Path) ->
         destination = get_destination("webhook")
         assert destination is not None
         ids = await queue(backend, "hook", 1000)  # more than a lease (400) and a buffer ahead
-        client = vendor_client(4)
+        client = VendorClient(4)
         worker = IntegrationWorker(
             integration, destination, backend, DeliveryConfig(concurrency=4), client, Metrics(), DebugBus()
         )
@@ -103,7 +103,7 @@ async def test_a_destination_bug_loses_nothing_and_blocks_nothing(tmp_path: Path
         integration = Integration("hook", "webhook", "all", {"url": hook.url, "secret": SECRET})
         names = ["Good", "BadFormat", "Good", "BadClassify", "Good"]
         ids = await queue(backend, "hook", len(names), names)
-        client = vendor_client(8)
+        client = VendorClient(8)
         worker = IntegrationWorker(
             integration, FaultyWebhook(), backend, DeliveryConfig(concurrency=8), client, Metrics(), DebugBus()
         )

@@ -9,8 +9,8 @@ priority, the processor keeps pace on another core (docs/architecture.md has the
 What crosses the pipe between the two (pickled tuples, all small):
 
 - parent -> child: ``("routes", [Route, ...])`` at start and on every change of the integrations
-  (what routing and consent need: no settings, no secrets); ``("inbound",)`` when the gateway stored something while the child was idle;
-  ``("bus", active)`` when the Event Debugger gets its first subscriber or loses its last;
+  (what routing and consent need: no settings, no secrets); ``("inbound",)`` when the gateway
+  stored something while the child was idle; ``("bus", active)`` when the Event Debugger gets its first subscriber or loses its last;
   ``("stop",)`` to drain what was accepted and exit.
 - child -> parent: ``("idle",)`` before it waits for new events; ``("notify", channel)`` after
   it queued deliveries (wakes the integration's worker); ``("processed", seq)`` so the parent,
@@ -28,16 +28,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import fcntl
 import logging
 import multiprocessing
 import os
-import signal
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from datafly.children import die_with_parent
 from datafly.config import ProcessingConfig
 from datafly.integrations import IntegrationSet
 from datafly.observe import DebugBus, Metrics
@@ -219,8 +218,7 @@ class _ChildBackend(EmbeddedBackend):
         fd = os.open(os.path.join(self.home, "processor.lock"), os.O_RDWR | os.O_CREAT, 0o600)
         await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)  # a previous child may still be ending
         self._lock_fd = fd
-        row = self.db.run_sync(lambda c: c.execute("SELECT value FROM meta WHERE key='cursor'").fetchone())
-        self._cursor = int(row[0]) if row else 0
+        self._cursor = self.stored_cursor()
         self.db.start()
 
     async def close(self) -> None:
@@ -270,13 +268,6 @@ class _Routes:
         return self.current
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this process when its parent dies (SIGKILL included)."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def _counter_values(metrics: Metrics) -> dict[tuple[str, str], float]:
     counts: dict[tuple[str, str], float] = {}
     for name in _COUNTERS:
@@ -289,12 +280,10 @@ def _counter_values(metrics: Metrics) -> dict[tuple[str, str], float]:
 
 def child_main(processing: ProcessingConfig, home: str, synchronous: str, conn: Connection, parent: int) -> None:
     """The child process: run the processor until told to stop or the parent is gone."""
-    _die_with_parent()
-    if os.getppid() != parent:  # the parent died before the line above took effect
+    if not die_with_parent(parent):
         return
     with contextlib.suppress(OSError):
         os.nice(_NICE)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
     logging.basicConfig(
         level=os.environ.get("DATAFLY_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",

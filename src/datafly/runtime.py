@@ -15,9 +15,10 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from datafly.config import Config, Integration
-from datafly.delivery.http import VendorClient, vendor_client
+from datafly.delivery.http import VendorClient
 from datafly.delivery.worker import IntegrationWorker
 from datafly.destinations.registry import get_destination
 from datafly.gateway.sources import SourceIndex
@@ -26,6 +27,9 @@ from datafly.observe import Activity, DebugBus, Metrics
 from datafly.processor import Processor
 from datafly.processor_process import ProcessorProcess
 from datafly.store.base import Backend
+
+if TYPE_CHECKING:
+    from datafly.store.embedded import EmbeddedBackend
 
 log = logging.getLogger("datafly")
 ROLES = ("all", "gateway", "processor", "delivery")
@@ -88,12 +92,10 @@ class Runtime:
         self._stop = asyncio.Event()
         for hook in self.startup_hooks:
             await hook()
-        if self.runs_processor and self._processor_in_child():
-            from datafly.store.embedded import EmbeddedBackend
-
-            assert isinstance(self.backend, EmbeddedBackend)
+        child_backend = self._processor_child_backend() if self.runs_processor else None
+        if child_backend is not None:
             self.processor_process = ProcessorProcess(
-                self.config.processing, self.backend, self.integrations, self.metrics, self.bus
+                self.config.processing, child_backend, self.integrations, self.metrics, self.bus
             )
             await self.processor_process.start()
         elif self.runs_processor:
@@ -108,20 +110,22 @@ class Runtime:
             )
             self._tasks.append(asyncio.create_task(self.processor.run(self._stop), name="processor"))
         if self.runs_delivery:
-            self._client = vendor_client(self.config.delivery.concurrency)
+            self._client = VendorClient(self.config.delivery.concurrency)
             self.integrations.on_change(self.sync_workers)
             self.sync_workers()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         gc.freeze()  # what start-up created lives for good: keep it out of every full collection
 
-    def _processor_in_child(self) -> bool:
-        """``DATAFLY_PROCESSOR=process`` (embedded storage, role ``all``) runs the processor in a
-        child process (processor_process.py). By default every role runs in this process, as the
-        contract says."""
+    def _processor_child_backend(self) -> EmbeddedBackend | None:
+        """The embedded backend when the processor is to run in a child process of its own
+        (``DATAFLY_PROCESSOR=process``, embedded storage, role ``all``: processor_process.py);
+        None by default, where every role runs in this process, as the contract says."""
         from datafly.store.embedded import EmbeddedBackend
 
         wanted = os.environ.get("DATAFLY_PROCESSOR", "").lower() == "process"
-        return wanted and self.role == "all" and isinstance(self.backend, EmbeddedBackend)
+        if wanted and self.role == "all" and isinstance(self.backend, EmbeddedBackend):
+            return self.backend
+        return None
 
     def sync_workers(self) -> None:
         """Start a worker for each enabled integration, stop those gone or changed."""

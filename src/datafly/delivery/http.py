@@ -86,7 +86,8 @@ class _Transfer:
 
 class VendorClient:
     """Sends :class:`OutboundRequest` values and returns :class:`VendorResponse` values; never
-    raises for what the network or the vendor did (``status == 0`` with ``error`` instead)."""
+    raises for what the network or the vendor did (``status == 0`` with ``error`` instead). One
+    client serves every vendor of a process: its connections are shared and kept alive."""
 
     def __init__(self, concurrency: int) -> None:
         self.concurrency = max(1, concurrency)
@@ -302,8 +303,3 @@ def _header_lines(headers: Mapping[str, str], has_body: bool) -> list[str]:
         lines.append("User-Agent:")  # "Name:" removes the header ("PycURL/..." otherwise)
     lines.append("Expect:")  # never wait for "100 Continue" before sending a body
     return lines
-
-
-def vendor_client(concurrency: int) -> VendorClient:
-    """One client for every vendor of the process (connections are shared, keep-alive)."""
-    return VendorClient(concurrency)

@@ -103,9 +103,7 @@ class EmbeddedBackend(Backend):
         self.db.run_sync(
             lambda c: c.execute("UPDATE queue SET leased=0, due_at=? WHERE leased=1", (time.time(),))
         )  # (files written before leases moved to memory; the column is no longer set)
-        row = self.db.run_sync(lambda c: c.execute("SELECT value FROM meta WHERE key='cursor'").fetchone())
-        self._cursor = int(row[0]) if row else 0
-        cursor = self._cursor
+        self._cursor = cursor = self.stored_cursor()
 
         def prepare_inbox(c: sqlite3.Connection) -> None:
             c.execute(INBOX_SCHEMA)
@@ -114,6 +112,11 @@ class EmbeddedBackend(Backend):
         self.inbox_db.run_sync(prepare_inbox)
         self.db.start()  # the inbox needs no writer thread: appends commit in the loop (TickCommitter)
         self._inbox = TickCommitter(self.inbox_db.path, "INSERT INTO inbox (body) VALUES (?)", synchronous_of(self.inbox_db))
+
+    def stored_cursor(self) -> int:
+        """The inbox position processed up to, as committed with what it queued."""
+        row = self.db.run_sync(lambda c: c.execute("SELECT value FROM meta WHERE key='cursor'").fetchone())
+        return int(row[0]) if row else 0
 
     async def close(self) -> None:
         self._inbox.close()

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
-import signal
 import struct
 import subprocess
 import sys
 from collections.abc import Callable
+
+from datafly.children import die_with_parent
 
 _TOKEN = struct.Struct("<q")
 _FAILED = 1 << 62
@@ -101,11 +101,8 @@ class WalSyncer:
 
 
 def _helper(wal_path: str, parent: int) -> int:
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: never outlive the gateway
-    if os.getppid() != parent:
+    if not die_with_parent(parent):
         return 0
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     fd = os.open(wal_path, os.O_RDONLY)
     directory = os.open(os.path.dirname(wal_path) or ".", os.O_RDONLY)
     first = True
