@@ -154,6 +154,22 @@ async def test_without_the_helper_the_committer_syncs_itself(committer: Any) -> 
         inbox.close()
 
 
+async def test_when_every_request_in_flight_waits_the_loop_syncs_itself(tmp_path: Path, committer: Any) -> None:
+    in_flight = [0]
+    path = str(tmp_path / "inbox.db")
+    inbox = TickCommitter(path, "INSERT INTO inbox (body) VALUES (?)", "FULL", lambda: in_flight[0])
+    try:
+        in_flight[0] = 3  # three requests in flight, all three inserting: nothing else to do
+        await asyncio.gather(*(inbox.insert([(b"alone",)]) for _ in range(3)))
+        assert inbox.synced_here == 1 and inbox._syncer is None  # synced here, no helper needed
+        in_flight[0] = 10  # others are still being read: the helper syncs while the loop works on
+        await asyncio.gather(*(inbox.insert([(b"busy",)]) for _ in range(3)))
+        assert inbox.synced_here == 1 and inbox._syncer is not None and inbox._syncer.running
+        assert rows(inbox) == 6 and not inbox._unsynced
+    finally:
+        inbox.close()
+
+
 def test_by_default_every_role_runs_in_the_one_process(serve: Any) -> None:
     with WebhookStandIn().running_in_thread() as hook:
         server = serve(make_config(hook_integration("hook", hook.url)))

@@ -66,6 +66,9 @@ class Activity:
     def leave(self) -> None:
         self.inflight -= 1
 
+    def in_flight(self) -> int:
+        return self.inflight
+
     def saturated(self) -> bool:
         """Saturated now, or within the last ``memory`` seconds. (The processor asks right after a
         group of its own, which held the loop: the requests that came in meanwhile are not read

@@ -35,7 +35,9 @@ log = logging.getLogger("datafly")
 ROLES = ("all", "gateway", "processor", "delivery")
 
 
-def open_backend(config: Config, home: str) -> Backend:
+def open_backend(config: Config, home: str, requests_in_flight: Callable[[], int] | None = None) -> Backend:
+    """The configured backend. ``requests_in_flight`` counts the gateway's requests in flight
+    (the embedded inbox syncs in the loop when every one of them waits for its sync)."""
     if config.storage or config.queue:
         import importlib
 
@@ -44,7 +46,7 @@ def open_backend(config: Config, home: str) -> Backend:
         return backend
     from datafly.store.embedded import EmbeddedBackend
 
-    return EmbeddedBackend(home, os.environ.get("DATAFLY_SQLITE_SYNCHRONOUS", "FULL"))
+    return EmbeddedBackend(home, os.environ.get("DATAFLY_SQLITE_SYNCHRONOUS", "FULL"), requests_in_flight)
 
 
 @dataclass
@@ -66,7 +68,7 @@ class Runtime:
     gateway_activity: Activity = field(default_factory=Activity)
 
     def __post_init__(self) -> None:
-        self.backend = open_backend(self.config, self.home)
+        self.backend = open_backend(self.config, self.home, self.gateway_activity.in_flight)
         self.integrations = IntegrationSet(self.config.integrations)
         self.sources = SourceIndex(self.config.sources)
         self.started_at = time.time()

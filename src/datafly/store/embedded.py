@@ -76,7 +76,9 @@ def synchronous_of(db: SqliteDatabase) -> str:
 
 
 class EmbeddedBackend(Backend):
-    def __init__(self, home: str, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, home: str, synchronous: str = "FULL", requests_in_flight: Callable[[], int] | None = None
+    ) -> None:
         self.home = home
         os.makedirs(home, exist_ok=True)
         self.db = SqliteDatabase(os.path.join(home, "datafly.db"), synchronous)
@@ -89,6 +91,7 @@ class EmbeddedBackend(Backend):
         self._leases: dict[str, dict[int, float]] = {}
         # called after every append (the processor's process is woken through it, see processor_process)
         self.inbound_listener: Callable[[], None] | None = None
+        self.requests_in_flight = requests_in_flight  # the gateway's, see TickCommitter
 
     # lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -111,7 +114,12 @@ class EmbeddedBackend(Backend):
 
         self.inbox_db.run_sync(prepare_inbox)
         self.db.start()  # the inbox needs no writer thread: appends commit in the loop (TickCommitter)
-        self._inbox = TickCommitter(self.inbox_db.path, "INSERT INTO inbox (body) VALUES (?)", synchronous_of(self.inbox_db))
+        self._inbox = TickCommitter(
+            self.inbox_db.path,
+            "INSERT INTO inbox (body) VALUES (?)",
+            synchronous_of(self.inbox_db),
+            self.requests_in_flight,
+        )
 
     def stored_cursor(self) -> int:
         """The inbox position processed up to, as committed with what it queued."""

@@ -187,10 +187,18 @@ class TickCommitter:
     returned, as ``FULL`` would have it at commit time. One fsync covers every commit made while
     the previous one ran. If the helper is gone, the committer fsyncs in the loop and commits with
     ``FULL`` from then on.
+
+    The helper costs a round trip through the scheduler (~1 ms under load on 2 cores, against
+    ~0.5 ms for the fsync itself). When every request in flight waits for this very sync
+    (``in_flight()`` tells how many there are), the loop has nothing else to do meanwhile, so it
+    fsyncs here instead: no overlap is lost and the answers go out sooner.
     """
 
-    def __init__(self, path: str, sql: str, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: str, sql: str, synchronous: str = "FULL", in_flight: Callable[[], int] | None = None
+    ) -> None:
         self.path = path
+        self.in_flight = in_flight
         self._helped = synchronous.upper() in ("FULL", "EXTRA") and os.environ.get("DATAFLY_INBOX_FSYNC") != "inline"
         self.conn = connect(path, "NORMAL" if self._helped else synchronous)
         self.sql = sql
@@ -202,6 +210,7 @@ class TickCommitter:
         self._asked: int | None = None  # the commit the helper's running fsync covers
         self._syncer: WalSyncer | None = None
         self.commits = 0
+        self.synced_here = 0  # fsyncs done in the loop because nothing else was in flight
 
     def insert(self, rows: list[tuple[Any, ...]]) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
@@ -245,6 +254,10 @@ class TickCommitter:
             return
         self._commit_no += 1
         self._unsynced.append((self._commit_no, waiting))
+        if self.in_flight is not None and self.in_flight() <= sum(len(w) for _, w in self._unsynced):
+            self.synced_here += 1
+            self._sync_here()  # (a reply of the helper to an earlier request then finds nothing left)
+            return
         self._ask()
 
     # the fsync helper ----------------------------------------------------------------------------
