@@ -307,3 +307,51 @@ def test_rate_limit_answers_429_with_retry_after(serve: Any, hook: WebhookStandI
     assert statuses[-1] == 429
     limited = post(f"{server.url}/v1/t?key={KEY}", {"event": "A"})
     assert limited.status == 429 and int(limited.header("Retry-After") or "0") >= 1
+
+
+# the visitor cookie and the accepted counter, directly ------------------------------------------
+def _ingest(cookie_name: str = "_dfid") -> Any:
+    from datafly.config import GatewayConfig, ProcessingConfig, Source
+    from datafly.gateway.ingest import Ingest
+    from datafly.gateway.sources import SourceIndex
+    from datafly.observe import Metrics
+
+    return Ingest(None, SourceIndex([Source("web", KEY)]), GatewayConfig(cookie_name=cookie_name), ProcessingConfig(), Metrics())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (b"_dfid=abc-123", "abc-123"),
+        (b"other=1; _dfid=abc.def_9", "abc.def_9"),
+        (b'_dfid="quoted"', "quoted"),
+        (b"a=1;   _dfid=spaced  ; b=2", "spaced"),
+        (b"x_dfid=not-ours", None),  # another cookie whose name ends like ours
+        (b"_dfid=", None),
+        (b"_dfid=bad value; _dfid=good", "good"),  # the first valid one
+        (b"_dfid=" + b"a" * 129 + b"; _dfid=short", "short"),  # at most 128 characters
+        (b"_dfid=" + b"a" * 128, "a" * 128),
+        (b"_dfid=a<b>", None),
+        (b"_dfidx=1", None),
+    ],
+)
+def test_the_visitor_cookie_is_read_strictly(header: bytes, expected: str | None) -> None:
+    assert _ingest().visitor_id({b"cookie": header}) == expected
+
+
+def test_a_renamed_visitor_cookie_is_read_by_its_own_name() -> None:
+    assert _ingest("sid.v").visitor_id({b"cookie": b"_dfid=1; sid.v=mine"}) == "mine"
+    assert _ingest("sid.v").visitor_id({b"cookie": b"sidxv=1"}) is None  # the dot is not a wildcard
+
+
+def test_accepted_events_are_counted_per_source_for_prometheus() -> None:
+    from prometheus_client import generate_latest
+
+    ingest = _ingest()
+    ingest.metrics.accepted.add("web", 3)
+    ingest.metrics.accepted.add("web", 2)
+    ingest.metrics.accepted.add("app", 1)
+    text = generate_latest(ingest.metrics.registry).decode()
+    assert 'datafly_events_accepted_total{source="web"} 5.0' in text
+    assert 'datafly_events_accepted_total{source="app"} 1.0' in text
+    assert "# TYPE datafly_events_accepted_total counter" in text

@@ -5,21 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
 
-__all__ = ["Activity", "DebugBus", "Metrics"]
+__all__ = ["Activity", "DebugBus", "Metrics", "SourceCounter"]
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.accepted = Counter(
-            "datafly_events_accepted", "Events accepted by the gateway", ["source"], registry=r
-        )
+        self.accepted = SourceCounter("datafly_events_accepted", "Events accepted by the gateway", r)
         self.refused = Counter("datafly_requests_refused", "Gateway requests refused", ["status"], registry=r)
         self.processed = Counter("datafly_events_processed", "Events processed", registry=r)
         self.duplicates = Counter("datafly_events_duplicate", "Events ignored as duplicates", registry=r)
@@ -45,6 +44,27 @@ class Metrics:
         self.queue_depth = Gauge(
             "datafly_queue_depth", "Events waiting per integration", ["integration"], registry=r
         )
+
+
+class SourceCounter:
+    """A counter per source that the gateway adds to on every request: a plain dict (the gateway
+    runs in the loop's one thread), exported as a Prometheus counter with a ``source`` label. A
+    ``prometheus_client`` counter takes a lock per increment, which showed on the request path."""
+
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.counts: dict[str, float] = {}
+        registry.register(self)
+
+    def add(self, source: str, amount: float) -> None:
+        self.counts[source] = self.counts.get(source, 0) + amount
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=["source"])
+        for source, value in list(self.counts.items()):
+            family.add_metric([source], value)
+        yield family
 
 
 class Activity:

@@ -15,10 +15,15 @@ async def read_body(receive: Receive, limit: int, declared: bytes | None) -> byt
                 raise BadRequest(413, f"body is larger than {limit} bytes")
         except ValueError as exc:
             raise BadRequest(400, "invalid Content-Length") from exc
+    message = await receive()
+    if not message.get("more_body", False) and message["type"] == "http.request":  # the usual: one piece
+        body: bytes = message.get("body", b"")
+        if len(body) > limit:
+            raise BadRequest(413, f"body is larger than {limit} bytes")
+        return body
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
         if message["type"] == "http.disconnect":
             raise BadRequest(400, "client disconnected")
         chunk = message.get("body", b"")
@@ -29,6 +34,7 @@ async def read_body(receive: Receive, limit: int, declared: bytes | None) -> byt
             chunks.append(chunk)
         if not message.get("more_body", False):
             break
+        message = await receive()
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 

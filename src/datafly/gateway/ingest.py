@@ -36,7 +36,14 @@ ROUTES: dict[str, str | None] = {
     "/v1/group": "group",
 }
 _OK = orjson.dumps({"success": True})
-_COOKIE_VALUE = re.compile(rb"^[A-Za-z0-9_.-]+$")
+
+
+def _cookie_pattern(name: str) -> re.Pattern[bytes]:
+    """The visitor cookie in a Cookie header: its first valid value (letters, digits, ``_.-``, at
+    most 128, quotes around it allowed), as splitting the header on ``;`` would find it."""
+    return re.compile(
+        rb'(?:^|;)[ \t\n\r\f\v]*' + re.escape(name.encode()) + rb'="*([A-Za-z0-9_.-]{1,128})"*[ \t\n\r\f\v]*(?=;|$)'
+    )
 
 
 class Ingest:
@@ -54,7 +61,7 @@ class Ingest:
         self.phone_region = processing.phone_region
         self.metrics = metrics
         self._buckets: dict[str, TokenBucket] = {}
-        self._accepted: dict[str, Any] = {}
+        self._cookie = _cookie_pattern(gateway.cookie_name)
 
     # helpers -----------------------------------------------------------------------------
     def client_address(self, scope: Scope, headers: dict[bytes, bytes]) -> str:
@@ -77,16 +84,10 @@ class Ingest:
 
     def visitor_id(self, headers: dict[bytes, bytes]) -> str | None:
         raw = headers.get(b"cookie")
-        name = self.config.cookie_name.encode() + b"="
-        if not raw or name not in raw:
+        if not raw:
             return None
-        for part in raw.split(b";"):
-            part = part.strip()
-            if part.startswith(name):
-                value = part[len(name) :].strip(b'"')
-                if 0 < len(value) <= 128 and _COOKIE_VALUE.match(value):
-                    return value.decode("ascii")
-        return None
+        found = self._cookie.search(raw)
+        return found.group(1).decode("ascii") if found else None
 
     def set_cookie(self, visitor: str, secure: bool) -> tuple[bytes, bytes]:
         parts = [
@@ -140,7 +141,9 @@ class Ingest:
                 extra = cors_headers(origin_text)
             limit = self.config.max_body_bytes
             body = await read_body(receive, limit, headers.get(b"content-length"))
-            body = decode_body(body, headers.get(b"content-encoding"), limit)
+            encoding = headers.get(b"content-encoding")
+            if encoding is not None:
+                body = decode_body(body, encoding, limit)
             try:
                 payload = orjson.loads(body)
             except orjson.JSONDecodeError as exc:
@@ -157,11 +160,12 @@ class Ingest:
                         extra = []
                         raise BadRequest(403, "origin is not allowed for this source")
                     extra = cors_headers(origin.decode("latin-1"))
-            raw_events = self.events_of(payload, forced_type)
-            wait = await self.rate_limited(source, len(raw_events))
-            if wait:
-                extra.append((b"retry-after", str(max(1, round(wait))).encode()))
-                raise BadRequest(429, f"source {source.id} is over its rate limit")
+            raw_events = [payload] if forced_type is not None else self.events_of(payload, forced_type)
+            if source.rate_limit:
+                wait = await self.rate_limited(source, len(raw_events))
+                if wait:
+                    extra.append((b"retry-after", str(max(1, round(wait))).encode()))
+                    raise BadRequest(429, f"source {source.id} is over its rate limit")
             visitor = self.visitor_id(headers)
             new_visitor = visitor is None
             if visitor is None:
@@ -194,10 +198,7 @@ class Ingest:
             self.metrics.refused.labels(str(exc.status)).inc()
             await respond_error(send, exc.status, exc.message, extra)
             return
-        counter = self._accepted.get(source.id)
-        if counter is None:
-            counter = self._accepted[source.id] = self.metrics.accepted.labels(source.id)
-        counter.inc(len(raw_events))
+        self.metrics.accepted.add(source.id, len(raw_events))
         if new_visitor:
             extra.append(self.set_cookie(visitor, self.is_https(scope, headers)))
             body_out = orjson.dumps({"success": True, "anonymousId": used_id})

@@ -74,43 +74,55 @@ def validate_event(raw: Any, forced_type: str | None = None, where: str = "") ->
     """Raise :class:`BadRequest` saying what is wrong with an incoming event; no copy is made.
 
     The gateway runs this on every event before answering 200; :func:`normalise_event` accepts
-    exactly what passes it."""
+    exactly what passes it. (Written for speed: it is on every request's path.)"""
     if not isinstance(raw, dict):
         raise _fail(where, "an event must be a JSON object")
-    kind = forced_type or raw.get("type")
+    get = raw.get
+    kind = forced_type or get("type")
     if not isinstance(kind, str) or kind not in EVENT_TYPES:
         raise _fail(where, f"unknown event type {kind!r} (expected one of track, page, identify, group)")
     if kind == "track":
-        name = raw.get("event")
+        name = get("event")
         if not isinstance(name, str) or not name.strip():
             raise _fail(where, "a track event needs an event name in 'event'")
         if len(name) > 200:
             raise _fail(where, "the event name is longer than 200 characters")
     for camel, snake in _IDENTIFIERS:
-        value = _get(raw, camel, snake)
-        if value is None or value == "":
+        value = get(camel)
+        if value is None:
+            value = get(snake)
+            if value is None:
+                continue
+        if value.__class__ is str:
+            if len(value) > _MAX_ID:
+                raise _fail(where, f"{camel} is longer than {_MAX_ID} characters")
+            continue
+        if value == "":
             continue
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise _fail(where, f"{camel} must be a string")
         if len(str(value)) > _MAX_ID:
             raise _fail(where, f"{camel} is longer than {_MAX_ID} characters")
-    name = raw.get("name")
+    name = get("name")
     if name is not None and not isinstance(name, str):
         raise _fail(where, "name must be a string")
     for key in ("properties", "traits", "context"):
-        value = raw.get(key)
+        value = get(key)
         if value is not None and not isinstance(value, dict):
             raise _fail(where, f"{key} must be an object")
-    timestamp = raw.get("timestamp")
+    timestamp = get("timestamp")
     if timestamp is not None and parse_ts(timestamp) is None:
         raise _fail(where, f"timestamp {timestamp!r} is not an ISO 8601 date-time")
-    context = raw.get("context")
-    if context:
-        for key in ("page", "traits"):
-            value = context.get(key)
-            if value is not None and not isinstance(value, dict):
-                raise _fail(where, f"context.{key} must be an object")
+    context = get("context")
+    if not context:
+        return
+    for key in ("page", "traits"):
+        value = context.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise _fail(where, f"context.{key} must be an object")
+    if "session" in context:
         _check_session(context, where)
+    if "consent" in context:
         _check_consent(context, where)
 
 
@@ -127,14 +139,14 @@ def scrub_event(raw: dict[str, Any], phone_region: str | None) -> None:
 
 def may_hold_pii(body: bytes) -> bool:
     """False only when the raw body certainly has no email or phone key (the gateway's fast path)."""
-    low = body.lower()  # (written out: a generator over a tuple of markers cost twice the time)
+    find = body.lower().find  # (written out, with find: "in" and a generator cost 1.6-3x the time)
     return (
-        b'"email' in low
-        or b'"phone' in low
-        or b'"mobile' in low
-        or b"phonenumber" in low
-        or b"phone_number" in low
-        or b"\\u" in low
+        find(b'"email') >= 0
+        or find(b'"phone') >= 0
+        or find(b'"mobile') >= 0
+        or find(b"phonenumber") >= 0
+        or find(b"phone_number") >= 0
+        or find(b"\\u") >= 0
     )
 
 
