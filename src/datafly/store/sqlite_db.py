@@ -211,9 +211,12 @@ class TickCommitter:
         self._syncer: WalSyncer | None = None
         self.commits = 0
         self.synced_here = 0  # fsyncs done in the loop because nothing else was in flight
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def insert(self, rows: list[tuple[Any, ...]]) -> asyncio.Future[None]:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:  # (asked once: asyncio's get_running_loop makes a getpid syscall per call)
+            loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._rows.extend(rows)
         self._waiting.append(future)
