@@ -257,6 +257,8 @@ class TickCommitter:
             return
         self._commit_no += 1
         self._unsynced.append((self._commit_no, waiting))
+        if not self._start_helper():
+            return  # (it synced here and commits with FULL from now on)
         if self.in_flight is not None and self.in_flight() <= sum(len(w) for _, w in self._unsynced):
             self.synced_here += 1
             self._sync_here()  # (a reply of the helper to an earlier request then finds nothing left)
@@ -264,17 +266,26 @@ class TickCommitter:
         self._ask()
 
     # the fsync helper ----------------------------------------------------------------------------
+    def _start_helper(self) -> bool:
+        """Start the helper once (after the first commit: the WAL exists once committed to), so
+        it is ready when a burst comes; False if it could not be started (then we sync here)."""
+        if self._syncer is not None:
+            return True
+        self._syncer = WalSyncer(self.path + "-wal", self._synced)
+        try:
+            self._syncer.start()
+        except OSError:
+            log.exception("could not start the inbox's fsync helper")
+            self._fall_back()
+            return False
+        return True
+
     def _ask(self) -> None:
         if self._asked is not None or not self._unsynced:
             return
-        if self._syncer is None:
-            self._syncer = WalSyncer(self.path + "-wal", self._synced)  # (the WAL exists once committed to)
-            try:
-                self._syncer.start()
-            except OSError:
-                log.exception("could not start the inbox's fsync helper")
-                self._fall_back()
-                return
+        if not self._start_helper():
+            return
+        assert self._syncer is not None
         token = self._unsynced[-1][0]
         if self._syncer.request(token):
             self._asked = token
