@@ -154,18 +154,18 @@ async def test_without_the_helper_the_committer_syncs_itself(committer: Any) -> 
         inbox.close()
 
 
-async def test_when_every_request_in_flight_waits_the_loop_syncs_itself(tmp_path: Path, committer: Any) -> None:
+async def test_when_every_request_in_flight_waits_the_loop_waits_for_the_helper(tmp_path: Path, committer: Any) -> None:
     in_flight = [0]
     path = str(tmp_path / "inbox.db")
     inbox = TickCommitter(path, "INSERT INTO inbox (body) VALUES (?)", "FULL", lambda: in_flight[0])
     try:
         in_flight[0] = 3  # three requests in flight, all three inserting: nothing else to do
         await asyncio.gather(*(inbox.insert([(b"alone",)]) for _ in range(3)))
-        assert inbox.synced_here == 1 and inbox._asked is None  # synced here, the helper not asked
-        assert inbox._syncer is not None and inbox._syncer.running  # (but ready for a burst)
-        in_flight[0] = 10  # others are still being read: the helper syncs while the loop works on
+        assert inbox.waited_here == 1  # the loop waited for the helper's fsync on purpose
+        assert inbox._syncer is not None and inbox._syncer.running
+        in_flight[0] = 10  # others are still being read: the loop goes on while the helper syncs
         await asyncio.gather(*(inbox.insert([(b"busy",)]) for _ in range(3)))
-        assert inbox.synced_here == 1
+        assert inbox.waited_here == 1
         assert rows(inbox) == 6 and not inbox._unsynced
     finally:
         inbox.close()

@@ -46,7 +46,7 @@ class WalSyncer:
         )
         assert self._process.stdout is not None
         os.set_blocking(self._process.stdout.fileno(), False)
-        self._loop.add_reader(self._process.stdout.fileno(), self._readable)
+        self._loop.add_reader(self._process.stdout.fileno(), self.read_replies)
 
     @property
     def running(self) -> bool:
@@ -62,7 +62,9 @@ class WalSyncer:
             return False
         return True
 
-    def _readable(self) -> None:
+    def read_replies(self) -> None:
+        """Report the replies that have come (never blocks; the loop calls it when the pipe is
+        readable, and the committer polls it while it waits on purpose)."""
         assert self._process is not None and self._process.stdout is not None
         try:
             data = os.read(self._process.stdout.fileno(), 4096)
