@@ -196,7 +196,7 @@ class TickCommitter:
     are), the loop has nothing else to do meanwhile. It then asks the helper and polls the
     helper's pipe until the reply comes (at most ``_WAIT_HERE`` seconds) instead of sleeping in
     an fsync of its own or in the event loop: on a virtual machine a sleeping CPU is halted, and
-    waking it costs more than the fsync (measured +6 to +11 points of the bare app's rate).
+    waking it costs more than the fsync (measured +4 to +11 points of the bare app's rate).
     """
 
     def __init__(
