@@ -106,6 +106,26 @@ def test_the_helpers_end_with_a_killed_gateway_and_a_restart_loses_nothing(serve
         assert set(ids) <= set(hook.count_by_message_id())
 
 
+def test_a_stop_sent_to_every_process_drains_through_the_gateway(serve: Any) -> None:
+    """systemd's default stop sends SIGTERM to every process of the service at once."""
+    with WebhookStandIn().running_in_thread() as hook:
+        server = serve(make_config(hook_integration("hook", hook.url, batch_size=20)), env=OWN_PROCESS)
+        ids = send(server, *({"type": "track", "event": "E"} for _ in range(20)))
+        processor_pid(server)
+        wait_until(lambda: metric(server, "datafly_events_processed_total") == 20, what="the processor at work")
+        helpers = children(server.proc.pid)
+        assert any("wal_sync" in cmd for cmd in helpers.values())
+        for pid in helpers:
+            os.kill(pid, signal.SIGTERM)
+        time.sleep(0.5)
+        assert [cmd for pid, cmd in helpers.items() if not alive(pid)] == []  # they leave it to the gateway
+        ids += send(server, {"type": "track", "event": "after the helpers were told to stop"})
+        assert server.stop() == 0
+        wait_until(lambda: not any(alive(pid) for pid in helpers), timeout=5, what="helpers gone with the gateway")
+        assert set(ids) <= set(hook.count_by_message_id())
+        assert "fsync helper ended" not in server.log() and "processor process ended" not in server.log()
+
+
 # the inbox's fsync helper, directly ---------------------------------------------------------------
 @pytest.fixture
 def committer(tmp_path: Path) -> Any:
