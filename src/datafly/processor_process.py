@@ -121,9 +121,7 @@ class ProcessorProcess:
             await asyncio.wait_for(asyncio.shield(self._exited), timeout)
         except TimeoutError:
             log.warning("stopping with accepted events not processed yet; the next start continues")
-            self._process.terminate()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._exited), 5)
+            self._process.kill()  # (it ignores SIGTERM, see children.die_with_parent; its work is committed)
         await asyncio.to_thread(self._process.join, 5)
         if self._process.is_alive():
             self._process.kill()
