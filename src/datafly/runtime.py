@@ -37,7 +37,8 @@ ROLES = ("all", "gateway", "processor", "delivery")
 
 def open_backend(config: Config, home: str, requests_in_flight: Callable[[], int] | None = None) -> Backend:
     """The configured backend. ``requests_in_flight`` counts the gateway's requests in flight
-    (the embedded inbox syncs in the loop when every one of them waits for its sync)."""
+    (when every one of them waits for the embedded inbox's fsync, the loop waits for it on purpose:
+    see ``TickCommitter``)."""
     if config.storage or config.queue:
         import importlib
 

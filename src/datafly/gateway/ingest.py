@@ -160,7 +160,7 @@ class Ingest:
                         extra = []
                         raise BadRequest(403, "origin is not allowed for this source")
                     extra = cors_headers(origin.decode("latin-1"))
-            raw_events = [payload] if forced_type is not None else self.events_of(payload, forced_type)
+            raw_events = [payload] if forced_type is not None else self.batch_events(payload)
             if source.rate_limit:
                 wait = await self.rate_limited(source, len(raw_events))
                 if wait:
@@ -215,10 +215,11 @@ class Ingest:
         )
         await send({"type": "http.response.body", "body": body_out})
 
-    def events_of(self, payload: dict[str, Any], forced_type: str | None) -> list[Any]:
-        if forced_type is None and not isinstance(payload.get("batch"), list) and "type" not in payload:
+    def batch_events(self, payload: dict[str, Any]) -> list[Any]:
+        """The events of a ``/v1/batch`` body (a single event with a ``type`` is taken too)."""
+        if not isinstance(payload.get("batch"), list) and "type" not in payload:
             raise BadRequest(400, 'expected {"batch": [event, ...]}')
-        events = events_in(payload, "single" if forced_type or "batch" not in payload else "batch")
+        events = events_in(payload, "single" if "batch" not in payload else "batch")
         if not events:
             raise BadRequest(400, "the batch is empty")
         if len(events) > self.config.max_batch_events:

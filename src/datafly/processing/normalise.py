@@ -65,11 +65,6 @@ def _fail(where: str, message: str) -> BadRequest:
     return BadRequest(400, f"{where}: {message}" if where else message)
 
 
-def _get(raw: dict[str, Any], camel: str, snake: str) -> Any:
-    value = raw.get(camel)
-    return raw.get(snake) if value is None else value
-
-
 def validate_event(raw: Any, forced_type: str | None = None, where: str = "") -> None:
     """Raise :class:`BadRequest` saying what is wrong with an incoming event; no copy is made.
 

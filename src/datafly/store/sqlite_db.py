@@ -294,11 +294,9 @@ class TickCommitter:
         return True
 
     def _ask(self) -> None:
-        if self._asked is not None or not self._unsynced:
+        """Ask the (started) helper for an fsync covering every commit so far, unless one runs."""
+        if self._asked is not None or not self._unsynced or self._syncer is None:
             return
-        if not self._start_helper():
-            return
-        assert self._syncer is not None
         token = self._unsynced[-1][0]
         if self._syncer.request(token):
             self._asked = token
