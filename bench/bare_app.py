@@ -16,7 +16,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         message = await receive()
         body += message.get("body", b"")
         more = message.get("more_body", False)
-    orjson.loads(body)
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError:  # (as the gateway answers it; wrk cuts requests off when it stops)
+        await send({"type": "http.response.start", "status": 400, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
     await send(
         {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
     )
