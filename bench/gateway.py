@@ -4,10 +4,11 @@
 
 In one run: (1) the floor, a bare ASGI app under the same uvicorn settings that parses the same
 JSON body; (2) the gateway on /v1/t, every event durable before its 200; (3) /v1/batch with 100
-events per request; (1)-(3) alternate in N rounds (default 5), each gateway run
-compared with the mean of the floor runs just before and after it; (4) end to end at 2,000 events/s to a loopback webhook stand-in (run in its own
-process), with the latency from gateway receipt to vendor receipt; (5) resident memory with one
-million events waiting in a queue. wrk is the load generator for (1)-(3).
+events per request; (1)-(3) alternate in N rounds (default 5), each gateway run compared with the
+mean of the floor runs just before and after it; (4) end to end at 2,000 events/s to a loopback
+webhook stand-in (run in its own process), with the latency from gateway receipt to vendor
+receipt; (5) resident memory with one million events waiting in a queue. wrk is the load
+generator for (1)-(3).
 """
 
 from __future__ import annotations
@@ -329,13 +330,12 @@ def memory_with_backlog(total: int) -> dict[str, float]:
             time.sleep(0.5)
         processed_s = time.monotonic() - started
         deadline = time.monotonic() + 30  # (the depth gauge is refreshed by the housekeeping loop)
-        while (
-            server.metric('datafly_queue_depth{integration="hook"}') < total and time.monotonic() < deadline
-        ):
+        depth = server.metric('datafly_queue_depth{integration="hook"}')
+        while depth < total and time.monotonic() < deadline:
             time.sleep(1)
+            depth = server.metric('datafly_queue_depth{integration="hook"}')
         time.sleep(2)
         rss, peak = server.rss_mb()
-        depth = server.metric('datafly_queue_depth{integration="hook"}')
     finally:
         server.stop()
     return {
