@@ -16,12 +16,21 @@ integration (at most ``concurrency`` per host); no redirects followed; no cookie
 from the environment; no ``User-Agent`` of our own (Exactag forwards the visitor's); TLS verified
 against the system's CA bundle (``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` are honoured); at most 64 KiB
 of the answer kept.
+
+How a request is put into bytes (:func:`request_url`, :func:`header_lines`): the destinations
+make event values safe for where they go (datafly.destinations.wire); this is the last line for
+what they could not know (a configured URL or header). A URL's characters outside printable ASCII
+(spaces, control characters, non-ASCII) are percent-encoded as UTF-8; a header name must be an
+HTTP token; a header value is sent as UTF-8 and must hold no control character but TAB (no CR,
+LF or NUL: no second header can be smuggled in). A request that breaks these rules raises
+:class:`UnsendableRequest` before anything is sent: sending it again would fail the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import ssl
 import time
 from collections.abc import Mapping
@@ -34,7 +43,53 @@ from datafly.destinations.base import OutboundRequest, VendorResponse
 _MAX_BODY = 64 * 1024
 _POLL_READ = (pycurl.POLL_IN, pycurl.POLL_INOUT)
 _POLL_WRITE = (pycurl.POLL_OUT, pycurl.POLL_INOUT)
-_FORBIDDEN = frozenset("\r\n\0")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+").fullmatch  # RFC 9110 token: a header name, a method
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]").search  # what a header value must not hold (TAB may)
+_URL_UNSAFE = re.compile(r"[^\x21-\x7e]+")  # not printable ASCII, or a space
+
+
+class UnsendableRequest(ValueError):
+    """The request cannot be put on the wire (a bad header name or value, a bad method): refused
+    before anything is sent, and it would be refused again. Raised by :meth:`VendorClient.send`."""
+
+
+def _percent(match: re.Match[str]) -> str:
+    return "".join(f"%{byte:02X}" for byte in match.group().encode("utf-8", "replace"))
+
+
+def request_url(url: str) -> bytes:
+    """The URL as libcurl gets it: ASCII, every character outside printable ASCII percent-encoded
+    as UTF-8 (so a space, a line break or ``é`` cannot break the request line or raise)."""
+    if not (url.isascii() and url.isprintable() and " " not in url):
+        url = _URL_UNSAFE.sub(_percent, url)
+    return url.encode("ascii")
+
+
+def header_lines(headers: Mapping[str, str], has_body: bool) -> list[bytes]:
+    """The header lines libcurl sends (see the module's docstring); raises
+    :class:`UnsendableRequest` for a name that is not a token or a value with a control character."""
+    lines = []
+    content_type = user_agent = False
+    for name, value in headers.items():
+        if not (type(name) is str and _TOKEN(name)):
+            raise UnsendableRequest(f"header name {name!r} is not an HTTP token")
+        if type(value) is not str:
+            raise UnsendableRequest(f"header {name!r} has a value that is not text")
+        if not (value.isascii() and value.isprintable()) and _CONTROL(value):
+            raise UnsendableRequest(f"header {name!r} holds a line break, NUL or another control character")
+        lower = name.lower()
+        if lower == "content-type":
+            content_type = True
+        elif lower == "user-agent":
+            user_agent = True
+        line = f"{name}: {value}" if value else f"{name};"  # "Name;" sends an empty value
+        lines.append(line.encode("utf-8", "replace"))
+    if has_body and not content_type:
+        lines.append(b"Content-Type: application/octet-stream")
+    if not user_agent:
+        lines.append(b"User-Agent:")  # "Name:" removes the header ("PycURL/..." otherwise)
+    lines.append(b"Expect:")  # never wait for "100 Continue" before sending a body
+    return lines
 
 
 def ca_locations() -> tuple[str | None, str | None]:
@@ -115,11 +170,14 @@ class VendorClient:
         transfer = _Transfer(loop.create_future())
         try:
             self._prepare(handle, request, timeout, transfer)
-        except Exception:
+        except Exception as exc:
             handle.reset()
             self._configure(handle)
             self._idle.append(handle)
-            raise
+            if isinstance(exc, UnsendableRequest):
+                raise
+            # libcurl refused an option built from this request: it would refuse it every time
+            raise UnsendableRequest(f"{type(exc).__name__}: {exc}") from exc
         self._transfers[handle] = transfer
         self._multi.add_handle(handle)
         try:
@@ -181,9 +239,11 @@ class VendorClient:
             handle.setopt(pycurl.CAPATH, self._ca_dir)
 
     def _prepare(self, handle: pycurl.Curl, request: OutboundRequest, timeout: float, transfer: _Transfer) -> None:
-        header_lines = _header_lines(request.headers, request.body is not None)
-        handle.setopt(pycurl.URL, request.url)
+        lines = header_lines(request.headers, request.body is not None)
         method = request.method.upper()
+        if not _TOKEN(method):
+            raise UnsendableRequest(f"method {request.method!r} is not an HTTP token")
+        handle.setopt(pycurl.URL, request_url(request.url))
         if request.body is not None:
             handle.setopt(pycurl.POSTFIELDS, request.body)
             handle.setopt(pycurl.CUSTOMREQUEST, None if method == "POST" else method)
@@ -193,7 +253,7 @@ class VendorClient:
         else:
             handle.setopt(pycurl.HTTPGET, 1)
             handle.setopt(pycurl.CUSTOMREQUEST, method)
-        handle.setopt(pycurl.HTTPHEADER, header_lines)
+        handle.setopt(pycurl.HTTPHEADER, lines)
         handle.setopt(pycurl.TIMEOUT_MS, max(1, int(timeout * 1000)))
         handle.setopt(pycurl.WRITEFUNCTION, transfer.on_body)
         handle.setopt(pycurl.HEADERFUNCTION, transfer.on_header)
@@ -283,23 +343,3 @@ class VendorClient:
         transfer.error = f"curl error {errno}: {message}" if errno else ""
         if not transfer.future.done():
             transfer.future.set_result(None)
-
-
-def _header_lines(headers: Mapping[str, str], has_body: bool) -> list[str]:
-    lines = []
-    content_type = user_agent = False
-    for name, value in headers.items():
-        if _FORBIDDEN.intersection(name) or _FORBIDDEN.intersection(value):
-            raise ValueError(f"header {name!r} holds a line break or NUL")
-        lower = name.lower()
-        if lower == "content-type":
-            content_type = True
-        elif lower == "user-agent":
-            user_agent = True
-        lines.append(f"{name}: {value}" if value else f"{name};")  # "Name;" sends an empty value
-    if has_body and not content_type:
-        lines.append("Content-Type: application/octet-stream")
-    if not user_agent:
-        lines.append("User-Agent:")  # "Name:" removes the header ("PycURL/..." otherwise)
-    lines.append("Expect:")  # never wait for "100 Continue" before sending a body
-    return lines

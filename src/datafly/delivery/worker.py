@@ -8,6 +8,7 @@ vendor's answer was classified and that decision was stored.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import deque
@@ -19,7 +20,7 @@ import orjson
 
 from datafly.config import DeliveryConfig, Integration
 from datafly.delivery.backoff import retry_delay
-from datafly.delivery.http import VendorClient
+from datafly.delivery.http import UnsendableRequest, VendorClient
 from datafly.destinations.base import (
     Destination,
     Formatted,
@@ -58,8 +59,30 @@ class Unit:
     received: dict[str, float | None]  # item id -> when the gateway received the event (latency metric)
 
 
+Answer = VendorResponse | Exception  # what came back for one request: an answer, or why it was not sent
+
+
 def excerpt(body: bytes, limit: int = _EXCERPT) -> str:
     return body[:limit].decode("utf-8", "replace")
+
+
+def unsent_outcome(exc: Exception) -> ItemOutcome:
+    """The outcome of a request that raised instead of being sent: one the HTTP client refused
+    (it cannot be encoded) is rejected for good, anything else (a bug) is tried again, at most
+    ``delivery.max_attempts`` times."""
+    if isinstance(exc, UnsendableRequest):
+        return ItemOutcome(Outcome.REJECTED, f"not sent: the request cannot be encoded: {exc}")
+    return ItemOutcome(Outcome.RETRY, f"delivery failed: {type(exc).__name__}: {exc}")
+
+
+def masked_json(request: OutboundRequest, secrets: Sequence[str]) -> str:
+    """The masked request as JSON text for the log (text orjson refuses, such as a lone surrogate,
+    is escaped by the standard library instead)."""
+    view = request.masked(secrets)
+    try:
+        return orjson.dumps(view).decode()
+    except TypeError:
+        return json.dumps(view)
 
 
 def decide(
@@ -144,7 +167,7 @@ class IntegrationWorker:
         # the pipeline's state (see run)
         self._buffer: deque[Unit] = deque()
         self._buffered = 0  # items in the buffer's units
-        self._answers: list[tuple[Unit, list[VendorResponse] | Exception]] = []  # lanes -> settler
+        self._answers: list[tuple[Unit, list[Answer] | Exception]] = []  # lanes -> settler
         self._held = 0  # leased and not settled yet: in the buffer, in flight, or waiting for the settler
         self._pending = Settlement([], [], [], [])
         self._items_ready = asyncio.Event()  # feeder -> lanes
@@ -255,10 +278,10 @@ class IntegrationWorker:
             unit = buffer.popleft()
             self._buffered -= len(unit.items)
             self._wake_feeder()
-            answers: list[VendorResponse] | Exception
+            answers: list[Answer] | Exception
             try:
                 if one_per_lane:  # a lane per request in flight: the lanes are the concurrency limit
-                    answers = [await self.client.send(r, self.config.timeout) for r in unit.requests]
+                    answers = [await self._attempt(r) for r in unit.requests]
                 elif len(unit.requests) == 1:
                     answers = [await self._send(unit.requests[0])]
                 else:
@@ -271,11 +294,36 @@ class IntegrationWorker:
             self._answers.append((unit, answers))
             self._settle_ready.set()
 
+    async def _attempt(self, request: OutboundRequest) -> Answer:
+        """Send one request; what it raises (it could not be encoded, a client bug) is its answer,
+        so the other requests of its unit keep theirs and the attempt is logged like any other."""
+        try:
+            return await self.client.send(request, self.config.timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not isinstance(exc, UnsendableRequest):
+                log.exception("delivery worker %s could not send a request", self.integration.id)
+            return exc
+
     def _failed(self, items: Sequence[QueuedItem], exc: Exception, into: Settlement) -> None:
-        secrets = self.destination.secrets_of(self.integration.settings)  # the text may quote a request
+        """A bug took the items' answers away (no answer to classify): they are tried again, and
+        the attempt has its log row."""
+        _, secrets, _ = self._context or self._resolve_context()  # the text may quote a request
         reason = mask_text(f"delivery failed: {type(exc).__name__}: {exc}", secrets)
         outcome = ItemOutcome(Outcome.RETRY, reason)
-        decide(items, "", {i.id: outcome for i in items}, self.config, time.time(), into)
+        now = time.time()
+        summary = decide(items, "", {i.id: outcome for i in items}, self.config, now, into)
+        into.log.append(
+            LogRow(
+                at=now,
+                integration_id=self.integration.id,
+                message_ids=tuple(i.message_id for i in items),
+                outcome=summary,
+                reason=reason[:1000],
+                attempt=max((i.attempts for i in items), default=0) + 1,
+            )
+        )
 
     # the settler ----------------------------------------------------------------------------------------
     def _add(self, settlement: Settlement) -> None:
@@ -328,7 +376,7 @@ class IntegrationWorker:
         """Decode and format leased items into units ready to send. An event the destination cannot
         send (``Skip``, or a formatter bug) is dead-lettered with its reason at once."""
         integration, destination = self.integration, self.destination
-        settings, secrets, endpoint = self._context or self._resolve_context()
+        settings, secrets, _ = self._context or self._resolve_context()
         fields = integration.fields
         skipped = Settlement([], [], [], [])
         ready: list[tuple[QueuedItem, Formatted]] = []
@@ -352,18 +400,43 @@ class IntegrationWorker:
         size = destination.max_batch
         units: list[Unit] = []
         for start in range(0, len(ready), size):
-            chunk = ready[start : start + size]
-            chunk_items = [item for item, _ in chunk]
-            try:
-                requests = destination.build_requests([shaped for _, shaped in chunk], settings, endpoint)
-            except Exception as exc:
-                log.exception("building requests failed for %s", integration.id)
-                failed = Settlement([], [], [], [])
-                self._failed(chunk_items, exc, failed)
-                self._add(failed)
-                continue
-            units.append(Unit(chunk_items, requests, received))
+            units.extend(self._build(ready[start : start + size], received))
         return units
+
+    def _build(
+        self, chunk: list[tuple[QueuedItem, Formatted]], received: dict[str, float | None]
+    ) -> list[Unit]:
+        """The unit carrying ``chunk``. Building is pure, so a request that cannot be built now never
+        can: when building the chunk raises, the items it fails on alone are dead-lettered as skipped
+        with the error, and the others go on without them."""
+        destination = self.destination
+        settings, secrets, endpoint = self._context or self._resolve_context()
+        try:
+            requests = destination.build_requests([shaped for _, shaped in chunk], settings, endpoint)
+            return [Unit([item for item, _ in chunk], requests, received)]
+        except Exception:
+            log.exception("building requests failed for %s", self.integration.id)
+        good: list[tuple[QueuedItem, Formatted]] = []
+        alone: list[Unit] = []
+        skipped = Settlement([], [], [], [])
+        for item, shaped in chunk:
+            try:
+                requests = destination.build_requests([shaped], settings, endpoint)
+            except Exception as exc:
+                reason = mask_text(f"could not build the request: {type(exc).__name__}: {exc}", secrets)
+                self._skip(item, reason, skipped)
+                continue
+            good.append((item, shaped))
+            alone.append(Unit([item], requests, received))
+        if skipped.dead:
+            self._add(skipped)
+        if len(good) > 1:
+            try:  # together again, as the vendor prefers them
+                requests = destination.build_requests([f for _, f in good], settings, endpoint)
+                return [Unit([i for i, _ in good], requests, received)]
+            except Exception:
+                log.exception("building requests failed for %s", self.integration.id)
+        return alone
 
     def _skip(self, item: QueuedItem, reason: str, into: Settlement) -> None:
         into.dead.append(DeadLetter(item, item.attempts, "skipped", reason, ""))
@@ -373,7 +446,7 @@ class IntegrationWorker:
         self._publish("skipped", item.message_id, reason=reason)
 
     def _conclude_all(
-        self, answers: list[tuple[Unit, list[VendorResponse] | Exception]], into: Settlement
+        self, answers: list[tuple[Unit, list[Answer] | Exception]], into: Settlement
     ) -> None:
         """Classify every answer, in one pass, into the decisions to store."""
         now = time.time()
@@ -389,20 +462,26 @@ class IntegrationWorker:
                 del into.done[marks[0] :], into.retries[marks[1] :], into.dead[marks[2] :], into.log[marks[3] :]
                 self._failed(unit.items, exc, into)
 
-    def _conclude(self, unit: Unit, responses: list[VendorResponse], now: float, into: Settlement) -> None:
-        """The decisions and delivery-log rows for one unit's answers."""
+    def _conclude(self, unit: Unit, answers: list[Answer], now: float, into: Settlement) -> None:
+        """The decisions and delivery-log rows for one unit's answers: one row per request, whether
+        the vendor answered, the request could not be sent, or its answer could not be read."""
         integration = self.integration
         _, secrets, _ = self._context or self._resolve_context()
         by_id = {item.id: item for item in unit.items} if len(unit.items) > 1 else None
-        for request, response in zip(unit.requests, responses, strict=True):
+        for request, answer in zip(unit.requests, answers, strict=True):
             request_items = [by_id[i] for i in request.item_ids] if by_id is not None else unit.items
-            try:
-                classified = self.destination.classify(request, response)
-            except Exception as exc:  # a classifier bug: the items are tried again, not lost
-                log.exception("classifying failed for %s", integration.id)
-                self._failed(request_items, exc, into)
-                continue
-            masked = orjson.dumps(request.masked(secrets)).decode()
+            if isinstance(answer, Exception):  # not sent: refused by the client, or a client bug
+                response = VendorResponse(0, error=f"not sent: {type(answer).__name__}: {answer}")
+                classified = {i.id: unsent_outcome(answer) for i in request_items}
+            else:
+                response = answer
+                try:
+                    classified = self.destination.classify(request, response)
+                except Exception as exc:  # a classifier bug: the items are tried again, not lost
+                    log.exception("classifying failed for %s", integration.id)
+                    failed = ItemOutcome(Outcome.RETRY, f"delivery failed: {type(exc).__name__}: {exc}")
+                    classified = {i.id: failed for i in request_items}
+            masked = masked_json(request, secrets)
             outcomes = {  # a vendor may echo the request back: its answer is masked like the request
                 item_id: replace(o, reason=mask_text(o.reason, secrets)) if secrets and o.reason else o
                 for item_id, o in classified.items()
@@ -436,9 +515,9 @@ class IntegrationWorker:
         self._context = (settings, secrets, endpoint)
         return self._context
 
-    async def _send(self, request: OutboundRequest) -> VendorResponse:
+    async def _send(self, request: OutboundRequest) -> Answer:
         async with self._limit:
-            return await self.client.send(request, self.config.timeout)
+            return await self._attempt(request)
 
     def _observe(
         self,

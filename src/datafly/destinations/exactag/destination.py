@@ -44,7 +44,7 @@ def _quote(text: str) -> str:
         return text
     if text.isascii():
         return text.translate(_PERCENT)
-    return urllib.parse.quote(text, safe="")
+    return urllib.parse.quote(text, safe="", errors="replace")  # (a lone surrogate: "?", never an error)
 
 
 _quote_key = functools.lru_cache(maxsize=1024)(_quote)  # field names: a small, fixed set

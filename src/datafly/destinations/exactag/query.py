@@ -1,4 +1,18 @@
-"""One processed event -> the Exactag S2S query and forwarded headers (pure: VENDOR-NOTES table)."""
+"""One processed event -> the Exactag S2S query and forwarded headers (pure: VENDOR-NOTES table).
+
+Hostile values (see datafly.destinations.wire):
+
+- query values are percent-encoded UTF-8 by ``encode_query`` (destination.py): any text is sent,
+  nothing raises;
+- ``X-Forwarded-For`` carries ``context.ip`` only when it is an IP address (IPv4, or IPv6 in its
+  compressed form: the header takes both; an IPv4-mapped IPv6 address goes as its IPv4 address).
+  Anything else is not forwarded: the header is left out (the event does not keep the request's
+  own address when it has a ``context.ip``), and Exactag sees the server's address for that hit;
+- ``User-Agent`` is one line of printable ASCII: control characters (CR, LF, NUL, ...) become a
+  space, other non-ASCII characters are percent-encoded UTF-8 (``é`` -> ``%C3%A9``); a raw header's
+  bytes that the gateway kept as latin-1 text are read as the UTF-8 they were. Nothing left: the
+  header is left out.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from datafly.destinations.base import Event, Skip, event_key
+from datafly.destinations.wire import header_text, visitor_ip
 
 __all__ = ["CONVERSION_EVENT", "CONVERSION_SITEGROUP", "build_hit", "is_conversion", "query_text"]
 
@@ -85,11 +100,13 @@ def build_hit(
         "optout": "0" if _mapping(consent.get("canonical")).get("marketing") is True else "1",
         "consent_string": _text(consent.get("tcf_string")),
     }
-    headers = {
-        "X-Forwarded-For": _text(context.get("ip")),
-        "User-Agent": _text(context.get("userAgent")),
-    }
-    return (
-        {k: v for k, v in fields.items() if v is not None},
-        {k: v for k, v in headers.items() if v is not None},
-    )
+    headers: dict[str, str] = {}
+    ip = visitor_ip(context.get("ip"))
+    if ip:
+        headers["X-Forwarded-For"] = ip
+    user_agent = _text(context.get("userAgent"))
+    if user_agent:
+        user_agent = header_text(user_agent)
+        if user_agent:
+            headers["User-Agent"] = user_agent
+    return {k: v for k, v in fields.items() if v is not None}, headers

@@ -1,4 +1,16 @@
-"""One processed event -> one Rokt conversion record (pure: the field table of VENDOR-NOTES)."""
+"""One processed event -> one Rokt conversion record (pure: the field table of VENDOR-NOTES).
+
+Hostile values (see datafly.destinations.wire): the record travels as JSON, so text values are
+sent as JSON strings, whatever characters they hold (no header or URL is built from the event).
+
+- ``ipAddress`` is ``context.ip`` only when it is an IP address: IPv4, or IPv6 in its compressed
+  form (the field is the visitor's address as text; the doc names no version); an IPv4-mapped
+  IPv6 address goes as its IPv4 address. Anything else is left out (the event does not keep the
+  request's own address when it has a ``context.ip``); the conversion is still sent, matched by
+  its other identifiers.
+- ``userAgent`` is ``context.userAgent`` as received, ends trimmed; a raw header's bytes that the
+  gateway kept as latin-1 text are read as the UTF-8 they were.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +21,7 @@ from typing import Any
 from datafly.destinations.base import Event, Skip
 from datafly.destinations.rokt.event_time import parse_timestamp, rfc3339, window_problem
 from datafly.destinations.rokt.identity import email_sha256, phone_sha256
+from datafly.destinations.wire import undo_latin1, visitor_ip
 
 __all__ = ["NO_IDENTIFIER", "RETAIL_FIELDS", "build_conversion"]
 
@@ -106,8 +119,9 @@ def build_conversion(
     record["rclid"] = _rclid(event)
     record["emailsha256"] = email_sha256(sources)
     record["mobilesha256"] = phone_sha256(sources)
-    record["ipAddress"] = _text(context.get("ip"))
-    record["userAgent"] = _text(context.get("userAgent"))
+    record["ipAddress"] = visitor_ip(context.get("ip"))
+    user_agent = context.get("userAgent")
+    record["userAgent"] = _text(undo_latin1(user_agent)) if isinstance(user_agent, str) else None
 
     if not (record["rclid"] or record["emailsha256"] or record["mobilesha256"]):
         return Skip(NO_IDENTIFIER)
