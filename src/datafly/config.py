@@ -105,6 +105,7 @@ class ProcessingConfig:
     phone_region: str | None = None  # default region for phone numbers without a country code, e.g. GB
     session_timeout: float = 1800.0
     dedup_window: float = 86400.0
+    max_traits_bytes: int = 16 * 1024  # identify traits kept per visitor (JSON); the largest go first
 
 
 @dataclass(frozen=True)
@@ -486,7 +487,7 @@ class _Checker:
 
     def processing(self, raw: Any) -> ProcessingConfig:
         raw = self.section(raw, "processing")
-        self.keys(raw, "processing", {"phone_region", "session_timeout", "dedup_window"})
+        self.keys(raw, "processing", {"phone_region", "session_timeout", "dedup_window", "max_traits_bytes"})
         p = ProcessingConfig()
         region = self.string(raw, "phone_region", "processing")
         if region is not None and not re.match(r"^[A-Z]{2}$", region):
@@ -499,4 +500,5 @@ class _Checker:
                 raw, "session_timeout", "processing", p.session_timeout, parse_duration
             ),
             dedup_window=self.number(raw, "dedup_window", "processing", p.dedup_window, parse_duration),
+            max_traits_bytes=self.integer(raw, "max_traits_bytes", "processing", p.max_traits_bytes, minimum=256),
         )

@@ -22,6 +22,12 @@ class Metrics:
         self.refused = Counter("datafly_requests_refused", "Gateway requests refused", ["status"], registry=r)
         self.processed = Counter("datafly_events_processed", "Events processed", registry=r)
         self.duplicates = Counter("datafly_events_duplicate", "Events ignored as duplicates", registry=r)
+        self.unprocessable = Counter(
+            "datafly_events_unprocessable", "Accepted events set aside as unprocessable dead letters", registry=r
+        )
+        self.traits_trimmed = Counter(
+            "datafly_traits_trimmed", "Visitor traits dropped to keep a profile within its bound", registry=r
+        )
         self.routed = Counter(
             "datafly_events_routed", "Events queued for an integration", ["integration"], registry=r
         )

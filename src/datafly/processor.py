@@ -10,7 +10,8 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
@@ -18,12 +19,19 @@ import orjson
 from datafly.config import ProcessingConfig
 from datafly.errors import BadRequest
 from datafly.observe import DebugBus, Metrics
-from datafly.processing.normalise import events_in, normalise_event, request_info
+from datafly.processing.normalise import (
+    MAX_DEPTH,
+    events_in,
+    nested_too_deep,
+    nesting_possible,
+    normalise_event,
+    request_info,
+)
 from datafly.processing.pipeline import process_event
-from datafly.processing.profile import Profile
+from datafly.processing.profile import Profile, trim_traits
 from datafly.processing.routing import Route
 from datafly.store.base import Backend
-from datafly.store.records import InboundEvent, LogRow, NewDelivery
+from datafly.store.records import UNPROCESSABLE, InboundEvent, LogRow, NewDelivery, Unprocessable, dedup_key
 
 log = logging.getLogger("datafly.processor")
 
@@ -68,7 +76,8 @@ class Processor:
         self._cache: OrderedDict[str, Profile] | None = OrderedDict() if cache_profiles else None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Process until ``stop`` is set and nothing accepted is left unprocessed."""
+        """Process until ``stop`` is set and nothing accepted is left unprocessed. An error here
+        comes from storage (an event that fails is set aside by :meth:`process`): wait, retry."""
         while True:
             try:
                 count = await self.step()
@@ -93,18 +102,37 @@ class Processor:
             busy = self.gateway_busy()
             group = _BUSY_GROUP if busy else _GROUP
             began = time.perf_counter()
-            now = time.time()
-            logs: list[LogRow] = []
-            events: list[dict[str, Any]] = []
-            end = start
-            while end < len(batch) and len(events) < group:
-                events.extend(self.expand(batch[end : end + 1], now, logs))
+            end, count = start, 0
+            while end < len(batch) and count < group:
+                count += _event_count(batch[end])
                 end += 1
-            await self.process(batch[start:end], events, logs)
+            await self.process(batch[start:end])
             start = end
             if busy or self.gateway_busy():
                 await asyncio.sleep(min(_MAX_PAUSE, (time.perf_counter() - began) * _YIELD_FACTOR))
         return len(batch)
+
+    async def process(self, batch: Sequence[InboundEvent]) -> None:
+        """Process and commit stored requests. An event that raises anything while it is
+        processed is set aside as an unprocessable dead letter (with the error) and the group is
+        processed again without it; nothing else waits on it. Errors of the storage itself
+        propagate: the caller retries the group."""
+        poison: dict[tuple[int, int], str] = {}
+        strict = False  # check each profile after each event: finds which event spoils a commit
+        while True:
+            work = self.expand(batch, time.time(), poison)
+            try:
+                await self._process(batch, work, strict)
+                return
+            except _EventFailed as failed:
+                if failed.key in poison:  # cannot happen: a set-aside event is not processed again
+                    raise RuntimeError(f"event {failed.key} failed again after it was set aside") from failed
+                poison[failed.key] = failed.reason
+                log.warning("event %s of stored request %s set aside: %s", failed.key[1], failed.key[0], failed.reason)
+            except orjson.JSONEncodeError:
+                if strict:
+                    raise
+                strict = True  # a profile could not be stored: find the event that made it so
 
     async def _profiles(self, anonymous_ids: set[str]) -> dict[str, Profile]:
         found: dict[str, Profile] = {}
@@ -121,71 +149,113 @@ class Processor:
             found.setdefault(aid, Profile(anonymous_id=aid))
         return found
 
-    def expand(self, batch: list[InboundEvent], now: float, logs: list[LogRow]) -> list[dict[str, Any]]:
-        """The normalised events of the stored requests (see ``datafly.gateway.ingest``)."""
-        events: list[dict[str, Any]] = []
+    def expand(
+        self, batch: Sequence[InboundEvent], now: float, poison: Mapping[tuple[int, int], str] | None = None
+    ) -> _Work:
+        """The normalised events of the stored requests (see ``datafly.gateway.ingest``); events
+        that cannot be normalised, or are in ``poison``, are set aside."""
+        work = _Work(now)
         region = self.config.phone_region
         for record in batch:
-            meta, body = record.event["m"], record.event["b"]
-            info = request_info(meta, region)
-            forced = meta.get("t")
-            for index, raw in enumerate(events_in(body, meta["w"])):
-                try:
-                    events.append(normalise_event(raw, info, forced, f"batch[{index}]"))
-                except BadRequest as exc:  # the gateway validated it: this is a bug, record it loudly
-                    log.error("accepted event could not be normalised: %s", exc.message)
-                    logs.append(LogRow(now, "", (), "rejected", f"could not normalise an accepted event: {exc.message}"))
-        return events
+            stored = record.event
+            try:
+                if stored is None:
+                    raise ValueError("the stored request could not be decoded")
+                meta, body = stored["m"], stored["b"]
+                info = request_info(meta, region)
+                forced = meta.get("t")
+                raws = events_in(body, meta["w"])
+                deep = nesting_possible(record.raw)
+            except Exception as exc:
+                work.set_aside(record, None, _reason(exc))
+                continue
+            for index, raw in enumerate(raws):
+                reason = poison.get((record.token, index)) if poison else None
+                if reason is None:
+                    try:
+                        if deep and nested_too_deep(raw):
+                            raise BadRequest(400, f"nested deeper than {MAX_DEPTH} levels")
+                        work.events.append((record.token, index, normalise_event(raw, info, forced, f"batch[{index}]")))
+                        continue
+                    except Exception as exc:  # the gateway validated it: a bug, or stored by an older version
+                        reason = _reason(exc)
+                work.set_aside(record, raw, reason)
+        return work
 
-    async def process(
-        self, batch: list[InboundEvent], events: list[dict[str, Any]] | None = None, logs: list[LogRow] | None = None
-    ) -> None:
-        now = time.time()
-        logs = [] if logs is None else logs
-        events = self.expand(batch, now, logs) if events is None else events
-        profiles = await self._profiles({e["anonymousId"] for e in events}) if events else {}
-        seen = await self.backend.seen_message_ids(
-            [e["messageId"] for e in events], now - self.config.dedup_window
-        )
+    async def _process(self, batch: Sequence[InboundEvent], work: _Work, strict: bool) -> None:
+        now = work.now
+        events = work.events
+        logs = work.logs
+        profiles = await self._profiles({e["anonymousId"] for _, _, e in events}) if events else {}
+        keys = [dedup_key(e["sourceId"], e["messageId"]) for _, _, e in events]  # per source
+        seen = await self.backend.seen_message_ids(keys, now - self.config.dedup_window)
         routes = self.integrations.routes()
         deliveries: list[NewDelivery] = []
         message_ids: list[tuple[str, float]] = []
         touched: dict[str, Profile] = {}
-        for event in events:
+        published: list[tuple[dict[str, Any], list[Any], list[Any]]] = []
+        for (token, index, event), key in zip(events, keys, strict=True):
             mid = event["messageId"]
-            if mid in seen:
+            if key in seen:
                 self.metrics.duplicates.inc()
                 self._publish({"stage": "duplicate", "message_id": mid})
                 continue
-            seen.add(mid)
-            message_ids.append((mid, now))
             profile = profiles[event["anonymousId"]]
-            result = process_event(event, profile, routes, self.config.session_timeout)
+            try:
+                brings_traits = event["type"] == "identify" or bool(event["context"].get("traits"))
+                result = process_event(event, profile, routes, self.config.session_timeout)
+                trimmed = trim_traits(profile, self.config.max_traits_bytes) if brings_traits else []
+                body = orjson.dumps(result.event) if result.routed else b""
+                if strict:
+                    orjson.dumps(profile)
+            except Exception as exc:
+                self._forget(profiles)
+                raise _EventFailed((token, index), _reason(exc)) from exc
+            seen.add(key)
+            message_ids.append((key, now))
             touched[profile.anonymous_id] = profile
-            body = orjson.dumps(result.event) if result.routed else b""
+            if trimmed:
+                self.metrics.traits_trimmed.inc(len(trimmed))
+                logs.append(LogRow(now, "", (mid,), "trimmed", "identify traits over the bound, dropped: " + ", ".join(trimmed)))
             for routed in result.routed:
-                deliveries.append(
-                    NewDelivery(routed.integration_id, mid, routed.mapping, routed.first_in_session, body)
-                )
-                self.metrics.routed.labels(routed.integration_id).inc()
+                deliveries.append(NewDelivery(routed.integration_id, mid, routed.mapping, routed.first_in_session, body))
             for filtered in result.filtered:
                 logs.append(LogRow(now, filtered.integration_id, (mid,), "filtered", filtered.reason))
-                self.metrics.filtered.labels(filtered.integration_id).inc()
             if self.bus.active:
-                self._publish_event(result.event, result.routed, result.filtered)
+                published.append((result.event, result.routed, result.filtered))
+        for aside in work.unprocessable:
+            logs.append(LogRow(now, "", (aside.message_id,) if aside.message_id else (), UNPROCESSABLE, aside.reason))
         try:
-            await self.backend.commit_processed(batch, list(touched.values()), message_ids, deliveries, logs)
+            await self.backend.commit_processed(
+                batch, list(touched.values()), message_ids, deliveries, logs, work.unprocessable
+            )
         except BaseException:
-            if self._cache is not None:
-                self._cache.clear()  # the cached profiles were changed by a batch that was not stored
+            self._forget(profiles)  # the cached profiles were changed by a batch that was not stored
             raise
         self.metrics.processed.inc(len(message_ids))
+        for delivery in deliveries:
+            self.metrics.routed.labels(delivery.integration_id).inc()
+        for row in logs:
+            if row.outcome == "filtered":
+                self.metrics.filtered.labels(row.integration_id).inc()
+        if work.unprocessable:
+            self.metrics.unprocessable.inc(len(work.unprocessable))
+            for aside in work.unprocessable:
+                self._publish({"stage": UNPROCESSABLE, "message_id": aside.message_id, "reason": aside.reason})
+        for entry in published:
+            self._publish_event(*entry)
         if self._cache is not None:
             for aid, profile in touched.items():
                 self._cache[aid] = profile
                 self._cache.move_to_end(aid)
             while len(self._cache) > _CACHE:
                 self._cache.popitem(last=False)
+
+    def _forget(self, profiles: Mapping[str, Profile]) -> None:
+        """Drop cached profiles that were changed in memory by a group that is not stored."""
+        if self._cache is not None:
+            for aid in profiles:
+                self._cache.pop(aid, None)
 
     def _publish(self, entry: dict[str, Any]) -> None:
         if self.bus.active:
@@ -214,3 +284,64 @@ class Processor:
                     "mapping": r.mapping,
                 }
             )
+
+
+class _EventFailed(Exception):
+    """Processing one event raised: ``key`` is (stored request token, index of the event in it)."""
+
+    def __init__(self, key: tuple[int, int], reason: str) -> None:
+        super().__init__(reason)
+        self.key = key
+        self.reason = reason
+
+
+@dataclass
+class _Work:
+    """A group of stored requests taken apart: the events to process and those set aside."""
+
+    now: float
+    events: list[tuple[int, int, dict[str, Any]]] = field(default_factory=list)
+    unprocessable: list[Unprocessable] = field(default_factory=list)
+    logs: list[LogRow] = field(default_factory=list)
+
+    def set_aside(self, record: InboundEvent, raw: Any, reason: str) -> None:
+        """Keep ``raw`` (an event of ``record``; None: the whole request) as an unprocessable
+        dead letter: an inbox record that holds it alone, so that a replay processes it again."""
+        meta = record.event.get("m") if isinstance(record.event, dict) else None
+        meta = meta if isinstance(meta, dict) else {}
+        stored = record.raw
+        if raw is not None and meta:
+            try:
+                stored = orjson.dumps({"m": {**meta, "w": "single"}, "b": raw})
+            except (TypeError, ValueError):  # e.g. nested past the encoder: keep the request as stored
+                stored = record.raw
+        mid = raw.get("messageId", raw.get("message_id")) if isinstance(raw, dict) else None
+        received = meta.get("at")
+        self.unprocessable.append(
+            Unprocessable(
+                message_id=str(mid)[:256] if isinstance(mid, str | int | float) and mid != "" else "",
+                source_id=str(meta.get("s", "")),
+                record=stored,
+                reason=reason,
+                received_at=float(received) if isinstance(received, int | float) else self.now,
+            )
+        )
+
+
+def _reason(exc: BaseException) -> str:
+    message = exc.message if isinstance(exc, BadRequest) else f"{type(exc).__name__}: {exc}"
+    return message[:500]
+
+
+def _event_count(record: InboundEvent) -> int:
+    """How many events a stored request holds (for sizing groups; 1 when it cannot tell)."""
+    stored = record.event
+    if not isinstance(stored, dict):
+        return 1
+    body, shape = stored.get("b"), stored.get("m", {}).get("w") if isinstance(stored.get("m"), dict) else None
+    if shape == "list" and isinstance(body, list):
+        return max(1, len(body))
+    if shape == "batch" and isinstance(body, dict) and isinstance(body.get("batch"), list):
+        return max(1, len(body["batch"]))
+    return 1
+

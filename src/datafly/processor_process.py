@@ -46,7 +46,7 @@ from datafly.store.embedded import EmbeddedBackend
 log = logging.getLogger("datafly.processor")
 _NICE = 10  # the child's scheduling priority below the gateway's (measured: 5 took CPU from it)
 _METRICS_EVERY = 0.2  # seconds between metric updates from the child
-_COUNTERS = ("processed", "duplicates", "routed", "filtered")
+_COUNTERS = ("processed", "duplicates", "routed", "filtered", "unprocessable", "traits_trimmed")
 
 
 # the parent's side -----------------------------------------------------------------------------

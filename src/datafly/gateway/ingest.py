@@ -20,7 +20,7 @@ from datafly.gateway.body import decode_body, read_body
 from datafly.gateway.ratelimit import TokenBucket
 from datafly.gateway.sources import SourceIndex, cors_headers
 from datafly.observe import Metrics
-from datafly.processing.normalise import events_in, may_hold_pii, scrub_event, validate_event
+from datafly.processing.normalise import check_nesting, events_in, may_hold_pii, scrub_event, validate_event
 from datafly.store.base import Backend
 
 ROUTES: dict[str, str | None] = {
@@ -150,6 +150,7 @@ class Ingest:
                 raise BadRequest(400, f"malformed JSON: {exc}") from exc
             if not isinstance(payload, dict):
                 raise BadRequest(400, "the body must be a JSON object")
+            check_nesting(body, payload)
             if source is None:
                 write_key = payload.get("writeKey") or payload.get("write_key")
                 source = self.sources.by_key.get(write_key) if isinstance(write_key, str) else None

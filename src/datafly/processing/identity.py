@@ -16,7 +16,10 @@ def click_ids_in(event: dict[str, Any]) -> dict[str, str]:
     for text in (page.get("url"), page.get("search")):
         if not isinstance(text, str) or ("rclid=" not in text and "rtid=" not in text):
             continue
-        query = urllib.parse.urlsplit(text).query if "://" in text else text.lstrip("?")
+        try:
+            query = urllib.parse.urlsplit(text).query if "://" in text else text.lstrip("?")
+        except ValueError:  # the gateway refuses such URLs; one stored before it did carries none
+            continue
         for name, value in urllib.parse.parse_qsl(query):
             target = CLICK_ID_PARAMS.get(name)
             if target and value and (target not in found or name == target):

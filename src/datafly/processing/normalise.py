@@ -6,18 +6,23 @@ Runs before anything is stored, so the stored event never holds a raw email or p
 from __future__ import annotations
 
 import random
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
 from datafly.errors import BadRequest
 from datafly.processing.pii import scrub_pii
-from datafly.processing.timestamps import format_ts, parse_ts
+from datafly.processing.timestamps import format_ts, in_window, parse_ts
 
 __all__ = [
     "EVENT_TYPES",
+    "MAX_DEPTH",
     "RequestInfo",
+    "check_nesting",
     "events_in",
     "may_hold_pii",
+    "nested_too_deep",
+    "nesting_possible",
     "normalise_event",
     "request_info",
     "scrub_event",
@@ -36,6 +41,12 @@ _TOP_ALIASES = {
 }
 _CONTEXT_ALIASES = {"user_agent": "userAgent", "click_ids": "clickIds"}
 _MAX_ID = 256
+_MAX_INT = 2**63 - 1
+_MAX_SESSION = 2**31 - 1
+MAX_DEPTH = 32
+"""Objects and arrays nested in one request body, at most (the pipeline's JSON encoder stops at
+254; data layers rarely pass 10)."""
+_URL_KEYS = ("url", "referrer", "search")
 _IDENTIFIERS = (
     ("userId", "user_id"),
     ("anonymousId", "anonymous_id"),
@@ -106,8 +117,12 @@ def validate_event(raw: Any, forced_type: str | None = None, where: str = "") ->
         if value is not None and not isinstance(value, dict):
             raise _fail(where, f"{key} must be an object")
     timestamp = get("timestamp")
-    if timestamp is not None and parse_ts(timestamp) is None:
-        raise _fail(where, f"timestamp {timestamp!r} is not an ISO 8601 date-time")
+    if timestamp is not None:
+        _check_timestamp(timestamp, where)
+    if kind == "page":
+        properties = get("properties")
+        if properties:
+            _check_urls(properties, "properties", where)
     context = get("context")
     if not context:
         return
@@ -115,10 +130,60 @@ def validate_event(raw: Any, forced_type: str | None = None, where: str = "") ->
         value = context.get(key)
         if value is not None and not isinstance(value, dict):
             raise _fail(where, f"context.{key} must be an object")
+    page = context.get("page")
+    if page:
+        _check_urls(page, "context.page", where)
     if "session" in context:
         _check_session(context, where)
     if "consent" in context:
         _check_consent(context, where)
+
+
+def check_nesting(body: bytes, payload: Any) -> None:
+    """Refuse a request body nested deeper than :data:`MAX_DEPTH` objects and arrays."""
+    if nesting_possible(body) and nested_too_deep(payload):
+        raise BadRequest(400, f"the body is nested deeper than {MAX_DEPTH} levels of objects and arrays")
+
+
+def nesting_possible(body: bytes) -> bool:
+    """False when ``body`` has too few brackets to nest past :data:`MAX_DEPTH` (two byte counts:
+    the walk of :func:`nested_too_deep` is only needed otherwise)."""
+    return body.count(b"{") + body.count(b"[") > MAX_DEPTH
+
+
+def nested_too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
+    return False
+
+
+def _check_timestamp(timestamp: Any, where: str) -> None:
+    epoch = parse_ts(timestamp)
+    if epoch is None:
+        raise _fail(
+            where,
+            f"timestamp {str(timestamp)[:80]!r} is not an ISO 8601 date-time or epoch seconds/milliseconds",
+        )
+    if not in_window(epoch):
+        raise _fail(where, f"timestamp {str(timestamp)[:80]!r} is before 2000 or more than ten years ahead")
+
+
+def _check_urls(fields: dict[str, Any], prefix: str, where: str) -> None:
+    for key in _URL_KEYS:
+        value = fields.get(key)
+        if value.__class__ is not str:
+            continue
+        try:
+            urllib.parse.urlsplit(value)
+        except ValueError as exc:
+            raise _fail(where, f"{prefix}.{key} is not a URL that parses: {exc}") from None
 
 
 def scrub_event(raw: dict[str, Any], phone_region: str | None) -> None:
@@ -155,7 +220,13 @@ def events_in(body: Any, shape: str) -> list[Any]:
     events = body.get("batch")
     context = body.get("context")
     if isinstance(context, dict) and isinstance(events, list):
-        events = [{**e, "context": {**context, **(e.get("context") or {})}} if isinstance(e, dict) else e for e in events]
+        # an event's own context wins; one that is not an object is left for validation to refuse
+        events = [
+            {**e, "context": {**context, **(e.get("context") or {})}}
+            if isinstance(e, dict) and isinstance(e.get("context") or {}, dict)
+            else e
+            for e in events
+        ]
     return list(events) if isinstance(events, list) else []
 
 
@@ -240,10 +311,14 @@ def _check_session(context: dict[str, Any], where: str) -> None:
     number = session.get("number")
     if sid is None or isinstance(sid, bool) or not isinstance(sid, str | int):
         raise _fail(where, "context.session.id must be a string")
+    if isinstance(sid, int) and not -_MAX_INT <= sid <= _MAX_INT:
+        raise _fail(where, "context.session.id is out of range")
     session["id"] = str(sid)
+    if len(session["id"]) > _MAX_ID:
+        raise _fail(where, f"context.session.id is longer than {_MAX_ID} characters")
     if number is not None:
-        if isinstance(number, bool) or not isinstance(number, int | float) or number < 1:
-            raise _fail(where, "context.session.number must be a positive integer")
+        if isinstance(number, bool) or not isinstance(number, int | float) or not 1 <= number <= _MAX_SESSION:
+            raise _fail(where, f"context.session.number must be an integer from 1 to {_MAX_SESSION}")
         session["number"] = int(number)
 
 

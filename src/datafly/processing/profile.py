@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import orjson
+
+log = logging.getLogger("datafly.processor")
 
 
 @dataclass
@@ -24,3 +29,38 @@ class Profile:
     def from_dict(cls, data: dict[str, Any]) -> Profile:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+    @classmethod
+    def from_json(cls, anonymous_id: str, data: bytes | str) -> Profile:
+        """A stored profile; one that cannot be read starts afresh (logged) instead of stopping
+        the processor on every event of that visitor."""
+        try:
+            stored = orjson.loads(data)
+            profile = cls.from_dict(stored)
+            if not isinstance(profile.traits, dict) or not isinstance(profile.click_ids, dict):
+                raise TypeError("traits and click ids must be objects")
+            return profile
+        except (orjson.JSONDecodeError, TypeError, AttributeError) as exc:
+            log.error("the stored profile of visitor %s cannot be read (%s): starting afresh", anonymous_id, exc)
+            return cls(anonymous_id=anonymous_id)
+
+
+def trim_traits(profile: Profile, max_bytes: int) -> list[str]:
+    """Keep the profile's traits within ``max_bytes`` of JSON: drop the largest values first.
+    Returns what was dropped (``key (N bytes)``), for the record. The processor calls it only
+    for events that bring traits."""
+    traits = profile.traits
+    if not traits:
+        return []
+    sizes = {key: len(orjson.dumps(value)) + len(key) + 4 for key, value in traits.items()}
+    total = sum(sizes.values()) + 2
+    if total <= max_bytes:
+        return []
+    dropped: list[str] = []
+    for key in sorted(sizes, key=sizes.__getitem__, reverse=True):
+        if total <= max_bytes:
+            break
+        del traits[key]
+        total -= sizes[key]
+        dropped.append(f"{key} ({sizes[key]:,} bytes)")
+    return dropped

@@ -12,7 +12,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from datafly.processing.profile import Profile
-from datafly.store.records import DeadLetter, InboundEvent, LogRow, NewDelivery, QueuedItem, Retry
+from datafly.store.records import (
+    DeadLetter,
+    InboundEvent,
+    LogRow,
+    NewDelivery,
+    QueuedItem,
+    Retry,
+    Unprocessable,
+)
 
 
 class Backend(abc.ABC):
@@ -50,8 +58,10 @@ class Backend(abc.ABC):
         message_ids: Sequence[tuple[str, float]],
         deliveries: Sequence[NewDelivery],
         log: Sequence[LogRow],
+        unprocessable: Sequence[Unprocessable] = (),
     ) -> None:
-        """Atomically: save profiles and seen ids, enqueue deliveries, log, acknowledge ``upto``."""
+        """Atomically: save profiles and seen ids (:func:`~datafly.store.records.dedup_key`),
+        enqueue deliveries, log, keep the unprocessable events as dead letters, acknowledge ``upto``."""
 
     # delivery ----------------------------------------------------------------------------
     @abc.abstractmethod
@@ -90,7 +100,8 @@ class Backend(abc.ABC):
     async def replay_dead_letters(
         self, ids: Sequence[str] | None, integration_id: str | None, now: float
     ) -> int:
-        """Put dead letters back on their queues (all of them when ``ids`` is None)."""
+        """Put dead letters back on their queues (all of them when ``ids`` is None); unprocessable
+        ones (``integration_id`` empty) go back to the inbox, to be processed again."""
 
     @abc.abstractmethod
     async def discard_dead_letters(self, ids: Sequence[str] | None, integration_id: str | None) -> int: ...

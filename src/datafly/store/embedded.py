@@ -20,7 +20,18 @@ from datafly.errors import DataflyError, StorageUnavailable
 from datafly.processing.profile import Profile
 from datafly.store.base import Backend
 from datafly.store.embedded_schema import INBOX_SCHEMA, migrate
-from datafly.store.records import DeadLetter, InboundEvent, LogRow, NewDelivery, QueuedItem, Retry
+from datafly.store.records import (
+    UNPROCESSABLE,
+    DeadLetter,
+    InboundEvent,
+    LogRow,
+    NewDelivery,
+    QueuedItem,
+    Retry,
+    Unprocessable,
+    inbound_record,
+    stored_json,
+)
 from datafly.store.signals import LocalSignals
 from datafly.store.sqlite_db import SqliteDatabase, TickCommitter
 
@@ -152,7 +163,7 @@ class EmbeddedBackend(Backend):
                 "SELECT seq, body FROM inbox WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
             ).fetchall()
         )
-        return [InboundEvent(seq, orjson.loads(body)) for seq, body in rows]
+        return [inbound_record(seq, bytes(body)) for seq, body in rows]
 
     async def load_profiles(self, anonymous_ids: Sequence[str]) -> dict[str, Profile]:
         ids = list(anonymous_ids)
@@ -165,7 +176,7 @@ class EmbeddedBackend(Backend):
                 for aid, data in c.execute(
                     f"SELECT anonymous_id, data FROM profiles WHERE anonymous_id IN ({marks})", chunk
                 ):
-                    found[aid] = Profile.from_dict(orjson.loads(data))
+                    found[aid] = Profile.from_json(aid, data)
             return found
 
         return await self.db.read(load)
@@ -191,6 +202,7 @@ class EmbeddedBackend(Backend):
         message_ids: Sequence[tuple[str, float]],
         deliveries: Sequence[NewDelivery],
         log: Sequence[LogRow],
+        unprocessable: Sequence[Unprocessable] = (),
     ) -> None:
         if not upto:
             return
@@ -211,6 +223,11 @@ class EmbeddedBackend(Backend):
                 queue_rows,
             )
             insert_log(c, log)
+            c.executemany(
+                "INSERT INTO dead_letters (integration_id, message_id, mapping, first_in_session, event, attempts,"
+                " outcome, reason, last_request, enqueued_at, created_at) VALUES ('',?,'',0,?,0,?,?,'',?,?)",
+                [(u.message_id, u.record, UNPROCESSABLE, u.reason, u.received_at, now) for u in unprocessable],
+            )
             c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('cursor', ?)", (str(cursor),))
 
         await self.db.write(commit)  # the cursor moves with what was queued: the commit point
@@ -367,8 +384,8 @@ class EmbeddedBackend(Backend):
             for row in c.execute(query, params):
                 entry = dict(zip(keys, row, strict=True))
                 entry["id"] = str(entry["id"])
-                entry["event"] = orjson.loads(entry["event"])
-                entry["last_request"] = orjson.loads(entry["last_request"]) if entry["last_request"] else None
+                entry["event"] = stored_json(entry["event"])
+                entry["last_request"] = stored_json(entry["last_request"])
                 found.append(entry)
             return found
 
@@ -391,10 +408,24 @@ class EmbeddedBackend(Backend):
     ) -> int:
         where, params = self._dead_filter(ids, integration_id)
 
+        # unprocessable events go back to the inbox first (another file): a crash in between
+        # processes them twice, deduplicated by messageId, never loses one
+        unprocessable = await self.db.read(
+            lambda c: c.execute(
+                f"SELECT id, event FROM dead_letters{where}{' AND' if where else ' WHERE'} outcome=?",
+                [*params, UNPROCESSABLE],
+            ).fetchall()
+        )
+        if unprocessable:
+            await self.append_inbound([bytes(r[1]) for r in unprocessable])
+            taken = [(r[0],) for r in unprocessable]
+            await self.db.write(lambda c: c.executemany("DELETE FROM dead_letters WHERE id=?", taken))
+
         def replay(c: sqlite3.Connection) -> list[str]:
             rows = c.execute(
-                f"SELECT id, integration_id, message_id, mapping, first_in_session, event FROM dead_letters{where}",
-                params,
+                f"SELECT id, integration_id, message_id, mapping, first_in_session, event FROM dead_letters{where}"
+                f"{' AND' if where else ' WHERE'} outcome<>?",
+                [*params, UNPROCESSABLE],
             ).fetchall()
             c.executemany(
                 "INSERT INTO queue (integration_id, message_id, mapping, first_in_session, event, enqueued_at, due_at)"
@@ -407,7 +438,7 @@ class EmbeddedBackend(Backend):
         integrations = await self.db.write(replay)
         for iid in set(integrations):
             self.notify(f"queue:{iid}")
-        return len(integrations)
+        return len(integrations) + len(unprocessable)
 
     async def discard_dead_letters(self, ids: Sequence[str] | None, integration_id: str | None) -> int:
         where, params = self._dead_filter(ids, integration_id)

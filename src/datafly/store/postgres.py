@@ -24,6 +24,7 @@ import asyncpg
 import orjson
 
 from datafly.errors import StorageUnavailable
+from datafly.store.records import stored_json
 
 log = logging.getLogger("datafly.store.postgres")
 
@@ -80,6 +81,7 @@ class ReplayRow:
     mapping: str
     first_in_session: bool
     event: bytes
+    outcome: str = ""
 
 
 class PostgresStore:
@@ -242,8 +244,8 @@ class PostgresStore:
             for row in await conn.fetch(query, *params, limit):
                 entry = dict(zip(_DEAD_KEYS, row, strict=True))
                 entry["id"] = str(entry["id"])
-                entry["event"] = orjson.loads(entry["event"])
-                entry["last_request"] = orjson.loads(entry["last_request"]) if entry["last_request"] else None
+                entry["event"] = stored_json(entry["event"])
+                entry["last_request"] = stored_json(entry["last_request"])
                 found.append(entry)
             return found
 
@@ -271,10 +273,10 @@ class PostgresStore:
         async with self.connection() as conn, conn.transaction():
             rows = await conn.fetch(
                 f"DELETE FROM dead_letters{where}"
-                " RETURNING integration_id, message_id, mapping, first_in_session, event",
+                " RETURNING integration_id, message_id, mapping, first_in_session, event, outcome",
                 *params,
             )
-            yield [ReplayRow(r[0], r[1], r[2], bool(r[3]), bytes(r[4])) for r in rows]
+            yield [ReplayRow(r[0], r[1], r[2], bool(r[3]), bytes(r[4]), r[5]) for r in rows]
 
     async def discard_dead_letters(self, ids: Sequence[str] | None, integration_id: str | None) -> int:
         where, params = self._dead_filter(ids, integration_id)

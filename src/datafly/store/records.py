@@ -5,13 +5,47 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 
 @dataclass(frozen=True)
 class InboundEvent:
-    """An accepted event waiting for the processor; ``token`` orders and acknowledges it."""
+    """An accepted request waiting for the processor; ``token`` orders and acknowledges it.
+
+    ``event`` is the decoded record (``{"m": meta, "b": body}``), or None when the stored bytes
+    could not be decoded; ``raw`` is the record as stored."""
 
     token: int
-    event: dict[str, Any]
+    event: dict[str, Any] | None
+    raw: bytes = b""
+
+
+def inbound_record(token: int, raw: bytes) -> InboundEvent:
+    """Decode a stored inbox record; one that cannot be decoded is returned with ``event=None``
+    so that the processor sets it aside instead of stopping on it."""
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return InboundEvent(token, None, raw)
+    return InboundEvent(token, record if isinstance(record, dict) else None, raw)
+
+
+UNPROCESSABLE = "unprocessable"
+"""The outcome of a dead letter the processor set aside (its ``integration_id`` is empty)."""
+
+
+@dataclass(frozen=True)
+class Unprocessable:
+    """An accepted event the processor could not process: kept as a dead letter with the error.
+
+    ``record`` is an inbox record (``{"m": meta, "b": body}``, JSON) holding that event alone,
+    or the whole stored request when it could not be decoded; replay puts it back in the inbox."""
+
+    message_id: str
+    source_id: str
+    record: bytes
+    reason: str
+    received_at: float
 
 
 @dataclass(frozen=True)
@@ -80,3 +114,27 @@ class LogRow:
             "latency_ms": self.latency_ms,
             "attempt": self.attempt,
         }
+
+
+def dedup_key(source_id: str, message_id: str) -> str:
+    """What dedup remembers of an event: its messageId within its source, so that one source
+    cannot silence another's events by sending their ids first."""
+    return f"{len(source_id)}:{source_id}:{message_id}"
+
+
+def message_id_of(key: str) -> str:
+    """The messageId in a :func:`dedup_key`."""
+    length, _, rest = key.partition(":")
+    return rest[int(length) + 1 :] if length.isdigit() else key
+
+
+def stored_json(data: bytes | str | None) -> Any:
+    """A JSON column of a dead letter or log row as the management API shows it: decoded, or,
+    when it cannot be (an unprocessable request kept as it came), its text cut to 4 KiB."""
+    if not data:
+        return None
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+        return {"undecodable": text[:4096]}

@@ -45,7 +45,17 @@ from redis.exceptions import ResponseError
 from datafly.processing.normalise import events_in
 from datafly.processing.profile import Profile
 from datafly.store import redis_scripts
-from datafly.store.records import DeadLetter, InboundEvent, LogRow, NewDelivery, QueuedItem
+from datafly.store.records import (
+    UNPROCESSABLE,
+    DeadLetter,
+    InboundEvent,
+    LogRow,
+    NewDelivery,
+    QueuedItem,
+    Unprocessable,
+    inbound_record,
+    message_id_of,
+)
 from datafly.store.records import Retry as RetryRow
 
 SHARDS = 16
@@ -245,7 +255,7 @@ class RedisQueue:
                     continue
                 self._next_token += 1
                 self._tokens[self._next_token] = (key, entry_id)
-                found.append(InboundEvent(self._next_token, orjson.loads(fields[b"e"])))
+                found.append(inbound_record(self._next_token, fields[b"e"]))
         if gone:
             async with self.redis.pipeline(transaction=True) as pipe:
                 for key, entry_id in gone:
@@ -261,7 +271,7 @@ class RedisQueue:
             values = await self.redis.mget([profile_key(a) for a in chunk])
             for aid, value in zip(chunk, values, strict=True):
                 if value is not None:
-                    found[aid] = Profile.from_dict(orjson.loads(value))
+                    found[aid] = Profile.from_json(aid, value)
         return found
 
     async def seen_message_ids(self, message_ids: Sequence[str], since: float) -> set[str]:
@@ -280,6 +290,7 @@ class RedisQueue:
         message_ids: Sequence[tuple[str, float]],
         deliveries: Sequence[NewDelivery],
         log: Sequence[LogRow],
+        unprocessable: Sequence[Unprocessable] = (),
     ) -> int:
         acks = [self._tokens[e.token] for e in upto if e.token in self._tokens]
         streams = {key for key, _ in acks}
@@ -292,7 +303,7 @@ class RedisQueue:
             "dedup_s": str(max(1, math.ceil(self.dedup_window))),
             "profile_ttl": str(max(1, math.ceil(self.profile_ttl))),
             "locks": locks,
-            "mids": [m for m, _ in message_ids],
+            "mids": [[key, message_id_of(key)] for key, _ in message_ids],
             "profiles": [[p.anonymous_id, orjson.dumps(p.to_dict()).decode()] for p in profiles],
             "deliveries": [
                 [
@@ -307,6 +318,7 @@ class RedisQueue:
             "logs": [
                 [r.message_ids[0] if r.message_ids else "", orjson.dumps(r.to_dict()).decode()] for r in log
             ],
+            "dead": [orjson.dumps(unprocessable_row(u, now)).decode() for u in unprocessable],
             "acks": [[key, _text(entry_id)] for key, entry_id in acks],
             "seen": "df:seen:",
             "profile": "df:profile:",
@@ -477,5 +489,22 @@ def dead_letter_row(dead: DeadLetter, now: float) -> dict[str, Any]:
         "reason": dead.reason,
         "last_request": dead.last_request,
         "enqueued_at": item.enqueued_at,
+        "created_at": now,
+    }
+
+
+def unprocessable_row(aside: Unprocessable, now: float) -> dict[str, Any]:
+    """The sink's dead-letter row of an event the processor set aside (no integration)."""
+    return {
+        "integration_id": "",
+        "message_id": aside.message_id,
+        "mapping": "",
+        "first_in_session": False,
+        "event": aside.record.decode("utf-8", "replace"),
+        "attempts": 0,
+        "outcome": UNPROCESSABLE,
+        "reason": aside.reason,
+        "last_request": "",
+        "enqueued_at": aside.received_at,
         "created_at": now,
     }

@@ -182,9 +182,10 @@ for _, l in ipairs(a.logs) do redis.call('XADD', KEYS[4], '*', 'k', 'log', 'd', 
 return settled
 """
 
-# ARGV[1]: {me, lock_ms, now, dedup_s, profile_ttl, locks: [key], mids: [id], profiles: [[anonymous id,
-# json]], deliveries: [[integration, message id, mapping, first, event]], logs: [[message id, json]],
-# acks: [[stream, id]], seen, profile, queue, sink, integrations, wake (key prefixes)}.
+# ARGV[1]: {me, lock_ms, now, dedup_s, profile_ttl, locks: [key], mids: [[dedup key, message id]],
+# profiles: [[anonymous id, json]], deliveries: [[integration, message id, mapping, first, event]],
+# logs: [[message id, json]], dead: [json] (unprocessable events, to the sink), acks: [[stream, id]],
+# seen, profile, queue, sink, integrations, wake (key prefixes)}.
 # Fenced by the shard locks: a processor that lost a shard commits nothing. Dedup is SET NX, so
 # two processors never both enqueue one messageId.
 COMMIT = """
@@ -196,11 +197,12 @@ for _, k in ipairs(a.locks) do redis.call('PEXPIRE', k, a.lock_ms) end
 local fresh = {}
 local accepted = 0
 for _, m in ipairs(a.mids) do
-  if redis.call('SET', a.seen .. m, a.now, 'NX', 'EX', a.dedup_s) then
-    fresh[m] = true
+  if redis.call('SET', a.seen .. m[1], a.now, 'NX', 'EX', a.dedup_s) then
+    fresh[m[2]] = true
     accepted = accepted + 1
   end
 end
+for _, d in ipairs(a.dead) do redis.call('XADD', a.sink, '*', 'k', 'dead', 'd', d) end
 for _, p in ipairs(a.profiles) do
   redis.call('SET', a.profile .. p[1], p[2], 'EX', a.profile_ttl)
 end

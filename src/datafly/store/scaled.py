@@ -36,7 +36,16 @@ from datafly.errors import DataflyError, StorageUnavailable
 from datafly.processing.profile import Profile
 from datafly.store.base import Backend
 from datafly.store.postgres import PostgresStore
-from datafly.store.records import DeadLetter, InboundEvent, LogRow, NewDelivery, QueuedItem, Retry
+from datafly.store.records import (
+    UNPROCESSABLE,
+    DeadLetter,
+    InboundEvent,
+    LogRow,
+    NewDelivery,
+    QueuedItem,
+    Retry,
+    Unprocessable,
+)
 from datafly.store.redis_queue import WAKE, LostShard, RedisQueue, connect
 from datafly.store.signals import LocalSignals
 
@@ -255,10 +264,12 @@ class ScaledBackend(Backend):
         message_ids: Sequence[tuple[str, float]],
         deliveries: Sequence[NewDelivery],
         log: Sequence[LogRow],
+        unprocessable: Sequence[Unprocessable] = (),
     ) -> None:
         if upto:
             await self._retrying(
-                lambda: self.queue.commit_processed(upto, profiles, message_ids, deliveries, log), "commit"
+                lambda: self.queue.commit_processed(upto, profiles, message_ids, deliveries, log, unprocessable),
+                "commit",
             )
 
     # delivery ----------------------------------------------------------------------------
@@ -326,12 +337,18 @@ class ScaledBackend(Backend):
         await self._fresh_sink()
         async with self.pg.taking_dead_letters(ids, integration_id) as rows:
             by_integration: dict[str, list[tuple[str, str, bool, bytes]]] = {}
+            inbox: list[bytes] = []  # unprocessable events: processed again
             for r in rows:
+                if r.outcome == UNPROCESSABLE:
+                    inbox.append(r.event)
+                    continue
                 by_integration.setdefault(r.integration_id, []).append(
                     (r.message_id, r.mapping, r.first_in_session, r.event)
                 )
             for iid, items in by_integration.items():
                 await self.queue.enqueue(iid, items, now)
+            if inbox:
+                await self.queue.append_inbound(inbox)
         for iid in by_integration:
             self.notify(f"queue:{iid}")
         return len(rows)
