@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pytest
 
 from datafly.config import DeliveryConfig, Integration
 from datafly.delivery.http import VendorClient
@@ -130,6 +134,128 @@ async def test_a_destination_bug_loses_nothing_and_blocks_nothing(tmp_path: Path
         assert error == "delivery failed: RuntimeError: classifier bug"
         left = await backend.db.read(lambda c: c.execute("SELECT message_id FROM queue").fetchall())
         assert left == [(ids[3],)]  # the good ones and the skipped one left the queue
+        log = {row["message_ids"][0]: row for row in await backend.delivery_log("hook")}
+        assert {m: log[m]["outcome"] for m in ids} == {  # every attempt and skip has its row
+            ids[0]: "done", ids[1]: "skipped", ids[2]: "done", ids[3]: "retry", ids[4]: "done"
+        }
+        assert log[ids[1]]["reason"] == letter["reason"]
+        assert (log[ids[3]]["reason"], log[ids[3]]["status"]) == ("delivery failed: RuntimeError: classifier bug", 200)
+    finally:
+        await backend.close()
+        await hook.stop()
+
+
+class CarelessWebhook(WebhookDestination):
+    """A destination that copies an event value into a header unchecked (the client must refuse what
+    cannot be sent) and cannot build the request of one event."""
+
+    def build_requests(
+        self, formatted: Sequence[Formatted], settings: Settings, endpoint: str
+    ) -> list[OutboundRequest]:
+        if any(f.payload.get("event") == "BadBuild" for f in formatted):
+            raise RuntimeError(f"builder bug, quoting {settings['secret']}")
+        requests = super().build_requests(formatted, settings, endpoint)
+        return [
+            replace(r, headers={**r.headers, "X-Visitor-UA": str(f.payload.get("ua", "-"))})
+            for r, f in zip(requests, formatted, strict=True)
+        ]
+
+
+class BuggyClient(VendorClient):
+    """Raises (a bug, not an answer) for the requests whose body names ``ClientBug``."""
+
+    async def send(self, request: OutboundRequest, timeout: float) -> VendorResponse:
+        if request.body and b"ClientBug" in request.body:
+            raise RuntimeError("client bug")
+        return await super().send(request, timeout)
+
+
+async def queue_events(backend: EmbeddedBackend, integration: str, events: list[dict[str, Any]]) -> list[str]:
+    ids = [uuid.uuid4().hex for _ in events]
+    deliveries = [
+        NewDelivery(integration, mid, "track", False, orjson.dumps({"type": "track", "messageId": mid, **event}))
+        for mid, event in zip(ids, events, strict=True)
+    ]
+    await backend.commit_processed([InboundEvent(0, {})], [], [], deliveries, [])
+    return ids
+
+
+async def run_until(worker: IntegrationWorker, done: Callable[[], Awaitable[bool]]) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not await done():
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+
+async def test_every_attempt_has_a_log_row_and_every_item_a_typed_outcome(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request the client refuses is rejected at once; one that cannot be built is skipped alone
+    (its batch goes on without it); a client that raises is retried up to max_attempts; each of
+    those attempts has a delivery-log row with the error, like the vendor's answers."""
+    hook = await WebhookStandIn().start()
+    backend = EmbeddedBackend(str(tmp_path / "home"))
+    await backend.start()
+    try:
+        integration = Integration("hook", "webhook", "all", {"url": hook.url, "secret": SECRET})
+        events: list[dict[str, Any]] = [
+            {"event": "Good", "ua": "Mozilla/5.0"},
+            {"event": "Inject", "ua": "Mozilla/5.0\r\nX-Injected: 1"},
+            {"event": "BadBuild"},
+            {"event": "ClientBug"},
+            {"event": "Good", "ua": "Mozilla/5.0 (2)"},
+        ]
+        ids = await queue_events(backend, "hook", events)
+        good, inject, bad_build, client_bug, good2 = ids
+        client = BuggyClient(4)
+        config = DeliveryConfig(concurrency=4, max_attempts=2, initial_backoff=0.05, max_backoff=0.1)
+        worker = IntegrationWorker(integration, CarelessWebhook(), backend, config, client, Metrics(), DebugBus())
+
+        async def decided() -> bool:
+            return len(await backend.dead_letters("hook")) == 3
+
+        await run_until(worker, decided)
+        await client.close()
+
+        assert sorted(e["messageId"] for e in hook.events()) == sorted([good, good2])
+        assert [r.header("X-Injected") for r in hook.requests] == [None, None]
+        letters = {d["message_id"]: d for d in await backend.dead_letters("hook")}
+        assert {m: (d["outcome"], d["attempts"]) for m, d in letters.items()} == {
+            inject: ("rejected", 1),
+            bad_build: ("skipped", 0),
+            client_bug: ("retry", 2),
+        }
+        assert letters[inject]["reason"] == (
+            "not sent: the request cannot be encoded: header 'X-Visitor-UA' holds a line break, NUL or "
+            "another control character"
+        )
+        assert letters[inject]["last_request"]  # the request, masked, for the user to see
+        assert letters[bad_build]["reason"].startswith("could not build the request: RuntimeError: builder bug")
+        assert SECRET not in letters[bad_build]["reason"]
+        assert "builder bug, quoting hmac****" in caplog.text and SECRET not in caplog.text  # the server log too
+        assert letters[client_bug]["reason"] == "gave up after 2 attempts: delivery failed: RuntimeError: client bug"
+
+        log = await backend.delivery_log("hook", limit=100)
+        rows: dict[str, list[tuple[str, int | None, int]]] = {}
+        for row in sorted(log, key=lambda r: r["id"]):
+            assert len(row["message_ids"]) == 1  # (batch_size 1: a request per event)
+            rows.setdefault(row["message_ids"][0], []).append((row["outcome"], row["status"], row["attempt"]))
+        assert rows == {
+            good: [("done", 200, 1)],
+            good2: [("done", 200, 1)],
+            inject: [("rejected", None, 1)],
+            bad_build: [("skipped", None, 0)],
+            client_bug: [("retry", None, 1), ("retry", None, 2)],
+        }
+        by_message = {row["message_ids"][0]: row for row in log}
+        assert "line break" in by_message[inject]["reason"]
+        assert by_message[inject]["response"].startswith("not sent: UnsendableRequest: header 'X-Visitor-UA'")
+        assert by_message[inject]["request"]["headers"]["X-Visitor-UA"] == "Mozilla/5.0\r\nX-Injected: 1"
+        assert by_message[client_bug]["reason"] == "delivery failed: RuntimeError: client bug"
+        assert await backend.db.read(lambda c: c.execute("SELECT count(*) FROM queue").fetchall()) == [(0,)]
     finally:
         await backend.close()
         await hook.stop()

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from datafly.delivery.http import VendorClient
+from datafly.delivery.http import UnsendableRequest, VendorClient, header_lines, request_url
 from datafly.destinations.base import OutboundRequest
 
 
@@ -205,6 +205,64 @@ async def test_a_line_break_in_a_header_is_refused_before_anything_is_sent(serve
     finally:
         await client.close()
     assert after.status == 201 and len(state.seen) == 1
+
+
+async def test_what_cannot_be_sent_raises_unsendable_and_leaves_the_client_usable(
+    server: tuple[Server, str],
+) -> None:
+    state, base = server
+    client = VendorClient(2)
+    refused = [
+        {"User-Agent": "evil\nX-Injected: 1"},
+        {"User-Agent": "nul\0byte"},
+        {"User-Agent": "bell\x07"},
+        {"X-Bad Name": "v"},
+        {"X-Bad:Name": "v"},
+        {"": "v"},
+        {"Ümlaut": "v"},
+    ]
+    try:
+        for headers in refused:
+            with pytest.raises(UnsendableRequest):
+                await client.send(get(f"{base}/x", headers), 5.0)
+        with pytest.raises(UnsendableRequest, match="method"):
+            await client.send(OutboundRequest("GET /x HTTP/1.1\r\n", f"{base}/x", {}, None, ("i",)), 5.0)
+        after = await client.send(get(f"{base}/ok"), 5.0)
+    finally:
+        await client.close()
+    assert after.status == 201 and len(state.seen) == 1
+
+
+async def test_non_ascii_is_encoded_never_raised(server: tuple[Server, str]) -> None:
+    """A header value goes as UTF-8 (TAB allowed); a URL's non-printable-ASCII characters are
+    percent-encoded UTF-8, so a space or a line break cannot split the request line."""
+    state, base = server
+    client = VendorClient(2)
+    try:
+        answer = await client.send(
+            get(f"{base}/p/ü x?q=é\r\nX-Injected: 1#", {"X-Note": "café\tcrème", "User-Agent": "UA/1.0"}), 5.0
+        )
+    finally:
+        await client.close()
+    assert answer.status == 201
+    (request,) = state.seen
+    assert request.raw_path == "/p/%C3%BC%20x?q=%C3%A9%0D%0AX-Injected:%201"  # (the '#' is libcurl's: a fragment)
+    raw = dict(request.raw_headers)
+    assert raw[b"X-Note"] == "café\tcrème".encode()
+    assert b"X-Injected" not in raw and raw[b"User-Agent"] == b"UA/1.0"
+
+
+def test_request_url_and_header_lines_are_bytes_libcurl_can_send() -> None:
+    assert request_url("https://v.example/a?b=c%20d") == b"https://v.example/a?b=c%20d"  # as built
+    assert request_url("https://v.example/é?x=a b\0") == b"https://v.example/%C3%A9?x=a%20b%00"
+    assert request_url("https://v.example/\ud800") == b"https://v.example/%3F"  # a lone surrogate: '?'
+    assert header_lines({"User-Agent": "UA", "X-Empty": ""}, False) == [b"User-Agent: UA", b"X-Empty;", b"Expect:"]
+    assert header_lines({"X-Note": "ü"}, True) == [
+        "X-Note: ü".encode(),
+        b"Content-Type: application/octet-stream",
+        b"User-Agent:",
+        b"Expect:",
+    ]
 
 
 async def test_no_proxy_from_the_environment(server: tuple[Server, str], monkeypatch: pytest.MonkeyPatch) -> None:

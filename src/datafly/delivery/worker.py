@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -289,7 +290,7 @@ class IntegrationWorker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug must neither lose the items nor loop on them forever
-                log.exception("delivery worker %s failed", self.integration.id)
+                self._log_bug("delivery worker failed", exc)
                 answers = exc
             self._answers.append((unit, answers))
             self._settle_ready.set()
@@ -303,7 +304,7 @@ class IntegrationWorker:
             raise
         except Exception as exc:
             if not isinstance(exc, UnsendableRequest):
-                log.exception("delivery worker %s could not send a request", self.integration.id)
+                self._log_bug("could not send a request", exc)
             return exc
 
     def _failed(self, items: Sequence[QueuedItem], exc: Exception, into: Settlement) -> None:
@@ -388,7 +389,7 @@ class IntegrationWorker:
                 # the vendor payload, then the integration's field-source overrides (``fields:``)
                 shaped = destination.format_for(Item(item.id, event, item.mapping, item.first_in_session), settings, fields)
             except Exception as exc:  # a formatter bug must not block the queue
-                log.exception("formatting failed for %s", integration.id)
+                self._log_bug("formatting failed", exc)
                 # (the error's text may quote the settings: masked like everything stored)
                 shaped = Skip(mask_text(f"could not format the event: {type(exc).__name__}: {exc}", secrets))
             if isinstance(shaped, Skip):
@@ -414,8 +415,8 @@ class IntegrationWorker:
         try:
             requests = destination.build_requests([shaped for _, shaped in chunk], settings, endpoint)
             return [Unit([item for item, _ in chunk], requests, received)]
-        except Exception:
-            log.exception("building requests failed for %s", self.integration.id)
+        except Exception as exc:
+            self._log_bug("building requests failed", exc)
         good: list[tuple[QueuedItem, Formatted]] = []
         alone: list[Unit] = []
         skipped = Settlement([], [], [], [])
@@ -434,8 +435,8 @@ class IntegrationWorker:
             try:  # together again, as the vendor prefers them
                 requests = destination.build_requests([f for _, f in good], settings, endpoint)
                 return [Unit([i for i, _ in good], requests, received)]
-            except Exception:
-                log.exception("building requests failed for %s", self.integration.id)
+            except Exception as exc:
+                self._log_bug("building requests failed", exc)
         return alone
 
     def _skip(self, item: QueuedItem, reason: str, into: Settlement) -> None:
@@ -458,7 +459,7 @@ class IntegrationWorker:
             try:
                 self._conclude(unit, responses, now, into)
             except Exception as exc:  # a bug here must not stop the settler: undo the unit's half, retry it
-                log.exception("delivery worker %s failed", self.integration.id)
+                self._log_bug("delivery worker failed", exc)
                 del into.done[marks[0] :], into.retries[marks[1] :], into.dead[marks[2] :], into.log[marks[3] :]
                 self._failed(unit.items, exc, into)
 
@@ -478,7 +479,7 @@ class IntegrationWorker:
                 try:
                     classified = self.destination.classify(request, response)
                 except Exception as exc:  # a classifier bug: the items are tried again, not lost
-                    log.exception("classifying failed for %s", integration.id)
+                    self._log_bug("classifying failed", exc)
                     failed = ItemOutcome(Outcome.RETRY, f"delivery failed: {type(exc).__name__}: {exc}")
                     classified = {i.id: failed for i in request_items}
             masked = masked_json(request, secrets)
@@ -505,6 +506,12 @@ class IntegrationWorker:
                 )
             )
             self._observe(request_items, unit.received, outcomes, response, masked, now, secrets)
+
+    def _log_bug(self, what: str, exc: BaseException) -> None:
+        """``log.exception`` with the settings' secrets masked: an error's text may quote them."""
+        _, secrets, _ = self._context or self._resolve_context()
+        text = mask_text("".join(traceback.format_exception(exc)), secrets).rstrip()
+        log.error("%s for %s\n%s", what, self.integration.id, text)
 
     def _resolve_context(self) -> tuple[dict[str, Any], list[str], str]:
         """Settings (secrets in clear, for the formatter only), the secrets to mask, the endpoint:
