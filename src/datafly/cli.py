@@ -40,6 +40,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from datafly.app import DataflyApp
+    from datafly.gateway.protocol import gateway_protocol
     from datafly.runtime import Runtime
 
     _Server = _server_class()
@@ -55,7 +56,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             loop="uvloop",
-            http="httptools",
+            # httptools with bounded heads and read deadlines (gateway.max_header_bytes, ...)
+            http=gateway_protocol(config.gateway),
             lifespan="on",
             access_log=False,
             log_level="warning",

@@ -89,6 +89,10 @@ class GatewayConfig:
     trusted_proxies: tuple[str, ...] = ()  # addresses or CIDR ranges whose X-Forwarded-For is honoured
     cookie_name: str = "_dfid"
     cookie_max_age: int = 400 * 86400
+    max_header_bytes: int = 64 * 1024  # request line and headers of one request; over it: 431
+    max_headers: int = 100  # header fields of one request; over it: 431
+    header_timeout: float = 10.0  # a request's line and headers must all arrive within it; else 408
+    body_timeout: float = 30.0  # a request's body must all arrive within it after its headers; else 408
 
     def is_trusted_proxy(self, address: str) -> bool:
         if not self.trusted_proxies or not address:
@@ -466,9 +470,26 @@ class _Checker:
         self.keys(
             raw,
             "gateway",
-            {"max_body_bytes", "max_batch_events", "trusted_proxies", "cookie_name", "cookie_max_age"},
+            {
+                "max_body_bytes",
+                "max_batch_events",
+                "trusted_proxies",
+                "cookie_name",
+                "cookie_max_age",
+                "max_header_bytes",
+                "max_headers",
+                "header_timeout",
+                "body_timeout",
+            },
         )
         g = GatewayConfig()
+        timeouts = {
+            key: self.number(raw, key, "gateway", getattr(g, key), parse_duration)
+            for key in ("header_timeout", "body_timeout")
+        }
+        for key, value in timeouts.items():
+            if key in raw and value == 0:
+                self.fail(f"gateway.{key}", "must be longer than 0s")
         proxies = self.strings(raw, "trusted_proxies", "gateway") or ()
         for j, net in enumerate(proxies):
             try:
@@ -483,6 +504,10 @@ class _Checker:
             cookie_max_age=int(
                 self.number(raw, "cookie_max_age", "gateway", g.cookie_max_age, parse_duration)
             ),
+            max_header_bytes=self.integer(raw, "max_header_bytes", "gateway", g.max_header_bytes, minimum=1024),
+            max_headers=self.integer(raw, "max_headers", "gateway", g.max_headers),
+            header_timeout=timeouts["header_timeout"] or g.header_timeout,
+            body_timeout=timeouts["body_timeout"] or g.body_timeout,
         )
 
     def processing(self, raw: Any) -> ProcessingConfig:
