@@ -169,13 +169,14 @@ class Processor:
             except Exception as exc:
                 work.set_aside(record, None, _reason(exc))
                 continue
+            single = meta["w"] == "single"
             for index, raw in enumerate(raws):
                 reason = poison.get((record.token, index)) if poison else None
                 if reason is None:
                     try:
                         if deep and nested_too_deep(raw):
                             raise BadRequest(400, f"nested deeper than {MAX_DEPTH} levels")
-                        work.events.append((record.token, index, normalise_event(raw, info, forced, f"batch[{index}]")))
+                        work.events.append((record.token, index, normalise_event(raw, info, forced, "" if single else f"batch[{index}]")))
                         continue
                     except Exception as exc:  # the gateway validated it: a bug, or stored by an older version
                         reason = _reason(exc)

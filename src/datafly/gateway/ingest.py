@@ -220,6 +220,8 @@ class Ingest:
         """The events of a ``/v1/batch`` body (a single event with a ``type`` is taken too)."""
         if not isinstance(payload.get("batch"), list) and "type" not in payload:
             raise BadRequest(400, 'expected {"batch": [event, ...]}')
+        if "batch" in payload and payload.get("context") is not None and not isinstance(payload["context"], dict):
+            raise BadRequest(400, "the batch's context must be an object")
         events = events_in(payload, "single" if "batch" not in payload else "batch")
         if not events:
             raise BadRequest(400, "the batch is empty")

@@ -20,6 +20,7 @@ from datafly.errors import DataflyError, StorageUnavailable
 from datafly.processing.profile import Profile
 from datafly.store.base import Backend
 from datafly.store.embedded_schema import INBOX_SCHEMA, migrate
+from datafly.store.home import private_file, private_home
 from datafly.store.records import (
     UNPROCESSABLE,
     DeadLetter,
@@ -91,7 +92,9 @@ class EmbeddedBackend(Backend):
         self, home: str, synchronous: str = "FULL", requests_in_flight: Callable[[], int] | None = None
     ) -> None:
         self.home = home
-        os.makedirs(home, exist_ok=True)
+        private_home(home)
+        for name in ("datafly.db", "inbox.db"):
+            private_file(os.path.join(home, name))
         self.db = SqliteDatabase(os.path.join(home, "datafly.db"), synchronous)
         # Accepted requests have a file (and a writer thread) of their own, so the gateway's
         # appends never wait behind the processor's or the workers' transactions.

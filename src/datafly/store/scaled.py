@@ -35,6 +35,7 @@ from datafly.config import Config
 from datafly.errors import DataflyError, StorageUnavailable
 from datafly.processing.profile import Profile
 from datafly.store.base import Backend
+from datafly.store.home import private_home
 from datafly.store.postgres import PostgresStore
 from datafly.store.records import (
     UNPROCESSABLE,
@@ -75,6 +76,7 @@ def open_scaled_backend(config: Config, home: str) -> ScaledBackend:
             "the scale-out backend needs both `storage: postgresql://...` and `queue: redis://...`"
             f" (got storage={_safe(storage) or 'unset'}, queue={_safe(queue) or 'unset'})"
         )
+    private_home(home)  # the secret key lives there
     return ScaledBackend(
         storage,
         queue,
