@@ -76,15 +76,15 @@ def test_a_quoted_substitution_stays_a_string() -> None:
             "integrations[0].settings.campaign_code: required",
         ),
         (
-            "integrations: [{id: x, vendor: rokt, preset: huge, settings: {account_id: '1', api_key: k, api_secret: s}}]",
+            "integrations: [{id: x, vendor: rokt, preset: huge, settings: {account_id: '1', api_key: rpub-key1, api_secret: rsec-secret1}}]",
             "integrations[0].preset: unknown preset 'huge'",
         ),
         (
-            "integrations: [{id: x, vendor: exactag, settings: {campaign_code: c, extra: 1}}]",
+            "integrations: [{id: x, vendor: exactag, settings: {campaign_code: cccccccccccccccccccccccccccccccc, extra: 1}}]",
             "integrations[0].settings.extra: unknown setting",
         ),
         (
-            "integrations: [{id: x, vendor: exactag, sources: [nope], settings: {campaign_code: c}}]",
+            "integrations: [{id: x, vendor: exactag, sources: [nope], settings: {campaign_code: cccccccccccccccccccccccccccccccc}}]",
             "integrations[0].sources[0]: no source with id 'nope'",
         ),
         ("delivery: {timeout: soon}", "delivery.timeout: expected a duration"),
@@ -107,7 +107,7 @@ def test_every_problem_is_reported_at_once() -> None:
 
 def test_an_events_override_can_drop_a_preset_event() -> None:
     config = parse_config(
-        "integrations: [{id: x, vendor: exactag, settings: {campaign_code: c}, events: {Product Viewed: null}}]",
+        "integrations: [{id: x, vendor: exactag, settings: {campaign_code: cccccccccccccccccccccccccccccccc}, events: {Product Viewed: null}}]",
         {},
     )
     assert "Product Viewed" not in config.integrations[0].mapping()
@@ -116,7 +116,7 @@ def test_an_events_override_can_drop_a_preset_event() -> None:
 def test_boolean_and_integer_settings_may_come_from_the_environment() -> None:
     config = parse_config(
         "integrations:\n"
-        "  - {id: r, vendor: rokt, settings: {account_id: '1', api_key: k, api_secret: s, test: '${ROKT_TEST}'}}\n"
+        "  - {id: r, vendor: rokt, settings: {account_id: '1', api_key: rpub-key1, api_secret: rsec-secret1, test: '${ROKT_TEST}'}}\n"
         "  - {id: w, vendor: webhook, settings: {url: 'http://h/x', batch_size: '${SIZE}'}}\n",
         {"ROKT_TEST": "true", "SIZE": "20"},
     )
@@ -125,6 +125,6 @@ def test_boolean_and_integer_settings_may_come_from_the_environment() -> None:
     assert any(
         "expected a boolean" in p
         for p in problems(
-            "integrations: [{id: r, vendor: rokt, settings: {account_id: '1', api_key: k, api_secret: s, test: maybe}}]"
+            "integrations: [{id: r, vendor: rokt, settings: {account_id: '1', api_key: rpub-key1, api_secret: rsec-secret1, test: maybe}}]"
         )
     )

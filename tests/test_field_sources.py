@@ -28,8 +28,8 @@ EMAIL_SHA = hashlib.sha256(b"jane.doe@example.com").hexdigest()
 
 def problems(fields: str, vendor: str = "exactag") -> list[str]:
     settings = {
-        "exactag": "{campaign_code: c}",
-        "rokt": "{account_id: '1', api_key: k, api_secret: s}",
+        "exactag": "{campaign_code: cccccccccccccccccccccccccccccccc}",
+        "rokt": "{account_id: '1', api_key: rpub-key1, api_secret: rsec-secret1}",
         "webhook": "{url: 'http://127.0.0.1:9/hook'}",
     }[vendor]
     text = f"integrations:\n  - {{id: x, vendor: {vendor}, settings: {settings}, fields: {fields}}}\n"
@@ -86,7 +86,7 @@ def rokt_record(event: dict[str, Any], fields: dict[str, str | None]) -> dict[st
 def test_the_config_file_takes_paths_constants_and_null() -> None:
     config = parse_config(
         "integrations:\n"
-        "  - id: x\n    vendor: exactag\n    settings: {campaign_code: c}\n    fields:\n"
+        "  - id: x\n    vendor: exactag\n    settings: {campaign_code: cccccccccccccccccccccccccccccccc}\n    fields:\n"
         "      uk: context.traits.email_sha256\n      euk: null\n      level: =web\n"
         "      totalprice: properties.total\n      params.currency: properties.currency\n",
         {},
@@ -98,7 +98,7 @@ def test_the_config_file_takes_paths_constants_and_null() -> None:
         "totalprice": "properties.total",
         "params.currency": "properties.currency",
     }
-    assert parse_config("integrations: [{id: y, vendor: exactag, settings: {campaign_code: c}}]", {}) \
+    assert parse_config("integrations: [{id: y, vendor: exactag, settings: {campaign_code: cccccccccccccccccccccccccccccccc}}]", {}) \
         .integrations[0].fields == {}
 
 

@@ -18,6 +18,7 @@ import yaml
 from datafly.destinations.base import Destination
 from datafly.destinations.fields import check_field_name, check_source
 from datafly.destinations.registry import get_destination
+from datafly.destinations.rules import url_problem
 from datafly.durations import parse_duration
 from datafly.errors import ConfigError
 
@@ -26,6 +27,7 @@ __all__ = [
     "DeliveryConfig",
     "GatewayConfig",
     "Integration",
+    "ManagementConfig",
     "ProcessingConfig",
     "Source",
     "load_config",
@@ -113,6 +115,13 @@ class ProcessingConfig:
 
 
 @dataclass(frozen=True)
+class ManagementConfig:
+    # endpoints entered in the management UI or API may resolve to private, loopback, link-local
+    # or other internal addresses (the config file's own integrations are never checked)
+    allow_private_endpoints: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     sources: tuple[Source, ...] = ()
     integrations: tuple[Integration, ...] = ()
@@ -121,6 +130,7 @@ class Config:
     delivery: DeliveryConfig = DeliveryConfig()
     gateway: GatewayConfig = GatewayConfig()
     processing: ProcessingConfig = ProcessingConfig()
+    management: ManagementConfig = ManagementConfig()
     path: str = ""
 
 
@@ -242,7 +252,9 @@ class _Checker:
 
     def config(self, raw: Mapping[str, Any], path: str) -> Config:
         self.keys(
-            raw, "", {"sources", "integrations", "storage", "queue", "delivery", "gateway", "processing"}
+            raw,
+            "",
+            {"sources", "integrations", "storage", "queue", "delivery", "gateway", "processing", "management"},
         )
         sources = self.sources(raw.get("sources", []))
         integrations = self.integrations(raw.get("integrations", []), {s.id for s in sources})
@@ -262,6 +274,7 @@ class _Checker:
             delivery=self.delivery(raw.get("delivery", {})),
             gateway=self.gateway(raw.get("gateway", {})),
             processing=self.processing(raw.get("processing", {})),
+            management=self.management(raw.get("management", {})),
             path=path,
         )
 
@@ -371,8 +384,9 @@ class _Checker:
         if destination is not None:
             self.settings(settings, destination.settings_schema, f"{where}.settings")
         endpoint = self.string(item, "endpoint", where)
-        if endpoint and not re.match(r"^https?://", endpoint):
-            self.fail(f"{where}.endpoint", f"expected an http(s) URL, got {endpoint!r}")
+        endpoint_problem = url_problem(endpoint) if endpoint and not _ENV.search(endpoint) else None
+        if endpoint_problem:
+            self.fail(f"{where}.endpoint", endpoint_problem)
         events_raw = self.section(item.get("events", {}), f"{where}.events")
         events: dict[str, str | None] = {}
         for name, value in events_raw.items():
@@ -445,6 +459,11 @@ class _Checker:
             }.get(f.kind, True)
             if not kind_ok:
                 self.fail(f"{where}.{f.name}", f"expected a {f.kind}, got {value!r}")
+                continue
+            if isinstance(value, str) and _ENV.search(value):
+                continue  # an unset ${NAME}: reported once, by the substitution
+            for problem in f.problems(value):  # formats, lengths, URLs, headers (datafly.destinations.rules)
+                self.fail(f"{where}.{f.name}", problem)
 
     def delivery(self, raw: Any) -> DeliveryConfig:
         raw = self.section(raw, "delivery")
@@ -509,6 +528,17 @@ class _Checker:
             header_timeout=timeouts["header_timeout"] or g.header_timeout,
             body_timeout=timeouts["body_timeout"] or g.body_timeout,
         )
+
+    def management(self, raw: Any) -> ManagementConfig:
+        raw = self.section(raw, "management")
+        self.keys(raw, "management", {"allow_private_endpoints"})
+        allow = raw.get("allow_private_endpoints", False)
+        if isinstance(allow, str) and allow.strip().lower() in _BOOLEAN_TEXT:  # from ${ENV}
+            allow = _BOOLEAN_TEXT[allow.strip().lower()]
+        if not isinstance(allow, bool):
+            self.fail("management.allow_private_endpoints", f"expected true or false, got {allow!r}")
+            allow = False
+        return ManagementConfig(allow_private_endpoints=allow)
 
     def processing(self, raw: Any) -> ProcessingConfig:
         raw = self.section(raw, "processing")

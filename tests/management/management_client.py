@@ -172,12 +172,14 @@ BASE_CONFIG: dict[str, Any] = {
             "vendor": "exactag",
             "preset": "default",
             "consent": ["marketing"],
-            "settings": {"campaign_code": "EXACTAG-CAMPAIGN-SECRET-0001"},
+            "settings": {"campaign_code": "EXACTAG-CAMPAIGN-SECRET-0001-abcd"},
             "endpoint": "http://127.0.0.1:9/s2s/pi.ashx",
             "enabled": False,
         }
     ],
     "delivery": {"initial_backoff": "200ms", "max_attempts": 3},
+    # the tests add integrations through the API pointing at loopback vendor stand-ins
+    "management": {"allow_private_endpoints": True},
 }
 
 

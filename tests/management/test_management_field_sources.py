@@ -14,7 +14,7 @@ from management_client import ADMIN_PASSWORD, BASE_CONFIG, Client, login
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
-EXACTAG = {"vendor": "exactag", "settings": {"campaign_code": "CAMPAIGN-CODE-0123456789"}, "consent": ["marketing"]}
+EXACTAG = {"vendor": "exactag", "settings": {"campaign_code": "CAMPAIGN-CODE-0123456789-abcdefgh"}, "consent": ["marketing"]}
 SAMPLE = {
     "type": "track", "event": "Order Completed", "userId": "user-123",
     "properties": {"order_id": "ORD-1", "revenue": 99.99, "total": 120, "currency": "EUR"},

@@ -16,7 +16,7 @@ ROKT = {
     "consent": ["advertising"],
     "endpoint": "http://127.0.0.1:9/v1/conversions",
 }
-SECRETS = ("rpub-abcdefghijklmnop", "rsec-topsecretvalue99", "EXACTAG-CAMPAIGN-SECRET-0001")
+SECRETS = ("rpub-abcdefghijklmnop", "rsec-topsecretvalue99", "EXACTAG-CAMPAIGN-SECRET-0001-abcd")
 
 
 def _no_secret_in(text: str) -> None:
@@ -160,7 +160,8 @@ def test_preview_shows_the_exact_request_with_unsaved_mappings(api: Client) -> N
     no_consent = api.post("/api/integrations/rokt/preview", {"event": {"type": "track", "event": "Order Completed",
                                                                         "properties": {"order_id": "1"}}}).json()
     assert no_consent["outcome"] == "filtered" and "advertising" in no_consent["reason"]
-    assert api.post("/api/integrations/rokt/preview", {"event": {"type": "nope"}}).json()["outcome"] == "invalid"
+    refused = api.post("/api/integrations/rokt/preview", {"event": {"type": "nope"}})  # as the gateway would
+    assert refused.status == 400 and "unknown event type 'nope'" in refused.json()["error"]
     email = api.post("/api/integrations/rokt/preview", {"event": {
         "type": "track", "event": "Order Completed", "properties": {"order_id": "9", "email": "jane@example.com"},
         "context": {"consent": {"canonical": {"advertising": True}}, "traits": {"email": "jane@example.com"}}}})
@@ -168,12 +169,12 @@ def test_preview_shows_the_exact_request_with_unsaved_mappings(api: Client) -> N
 
 
 def test_exactag_preview_puts_the_campaign_code_masked_in_the_url(api: Client) -> None:
-    body = {"vendor": "exactag", "settings": {"campaign_code": "CAMPAIGN-CODE-0123456789"}, "consent": ["marketing"]}
+    body = {"vendor": "exactag", "settings": {"campaign_code": "CAMPAIGN-CODE-0123456789-abcdefgh"}, "consent": ["marketing"]}
     assert api.post("/api/integrations", body).status == 201
     result = api.post("/api/integrations/exactag/preview", {}).json()
     assert result["outcome"] == "request"
     assert "campaign=CAMP****" in result["request"]["url"] and "sitegroup=conversion" in result["request"]["url"]
-    assert "CAMPAIGN-CODE-0123456789" not in str(result)
+    assert "CAMPAIGN-CODE-0123456789-abcdefgh" not in str(result)
 
 
 def test_sources_create_rotate_revoke(api: Client, server: Any) -> None:

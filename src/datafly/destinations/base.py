@@ -15,12 +15,14 @@ import base64
 import copy
 import enum
 import functools
+import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from datafly.destinations.fields import is_empty, parse_source, resolve_path
+from datafly.destinations.rules import SECRET_MIN_LENGTH, header_problems, text_problem, url_problem
 
 Event = dict[str, Any]
 Settings = Mapping[str, Any]
@@ -49,12 +51,50 @@ class Skip:
 
 @dataclass(frozen=True)
 class SettingField:
+    """One setting of a vendor: its type and the rules its value follows (see datafly.destinations.rules).
+
+    ``min_length`` and ``pattern`` (a regular expression the whole text matches, also usable as
+    an HTML form's ``pattern``) describe text; ``format_hint`` says the same in words. A secret
+    has at least :data:`~datafly.destinations.rules.SECRET_MIN_LENGTH` characters whatever
+    ``min_length`` says. ``format`` names a structured value: ``url`` (an http(s) URL with a
+    host, a ``string``) or ``headers`` (extra request headers, a ``mapping``).
+    """
+
     name: str
     required: bool = True
     secret: bool = False
     description: str = ""
     kind: str = "string"  # string | integer | boolean | mapping
     default: Any = None
+    format: str = ""  # url | headers: rules of their own (see datafly.destinations.rules)
+    min_length: int = 0
+    pattern: str = ""
+    format_hint: str = ""
+
+    @property
+    def least_length(self) -> int:
+        """The shortest text this setting takes."""
+        return max(self.min_length, SECRET_MIN_LENGTH if self.secret else 0)
+
+    def problems(self, value: Any) -> list[str]:
+        """Why ``value`` (already of the right kind) is not a valid value of this setting, or []."""
+        if self.format == "url":
+            found = url_problem(value)
+            return [found] if found else []
+        if self.format == "headers":
+            return header_problems(value)
+        if self.kind != "string" or isinstance(value, bool):
+            return []
+        text = str(value)
+        problem = text_problem(text)
+        if problem:
+            return [problem]
+        hint = f" ({self.format_hint})" if self.format_hint else ""
+        if len(text) < self.least_length:
+            return [f"too short: at least {self.least_length} characters{hint}"]
+        if self.pattern and not re.fullmatch(self.pattern, text):
+            return [f"not in the expected format{hint}"]
+        return []
 
 
 @dataclass(frozen=True)
@@ -132,19 +172,33 @@ def mask_secret(value: str) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _masked_forms(secret: str) -> tuple[tuple[str, str], ...]:
+def _masked_forms(secret: str) -> tuple[tuple[str, re.Pattern[str] | None, str], ...]:
     masked = mask_secret(secret)
     forms = {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}
-    return tuple((form, masked) for form in sorted(forms, key=len, reverse=True))
+    found: list[tuple[str, re.Pattern[str] | None, str]] = []
+    for form in sorted(forms, key=len, reverse=True):
+        alone = None
+        if len(secret) < SECRET_MIN_LENGTH:
+            alone = re.compile(rf"(?<![A-Za-z0-9]){re.escape(form)}(?![A-Za-z0-9])")
+        found.append((form, alone, masked))
+    return tuple(found)
 
 
 def mask_text(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every secret masked where it appears whole: raw or URL-encoded.
+
+    Only the whole secret is replaced, never a part of it. A secret shorter than
+    :data:`~datafly.destinations.rules.SECRET_MIN_LENGTH` (the settings rules refuse those; an
+    integration stored before them may hold one) is replaced only where it stands alone, not
+    next to a letter or digit: a one-letter secret must not rewrite that letter in every word,
+    which would give it away.
+    """
     for secret in secrets:
         if not secret:
             continue
-        for form, masked in _masked_forms(secret):
+        for form, alone, masked in _masked_forms(secret):
             if form in text:
-                text = text.replace(form, masked)
+                text = text.replace(form, masked) if alone is None else alone.sub(masked.replace("\\", r"\\"), text)
     return text
 
 

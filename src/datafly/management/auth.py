@@ -6,7 +6,15 @@
 - A login opens a session (kind ``session``, stored by the SHA-256 of its token, never the
   token). It ends after ``DATAFLY_SESSION_IDLE`` seconds without use (default 2 h) and at the
   latest ``DATAFLY_SESSION_MAX`` seconds after login (default 24 h).
-- API tokens (kind ``token``) are long random strings, shown once, stored as SHA-256.
+- API tokens (kind ``token``) are long random strings, shown once, stored as SHA-256, with an
+  optional expiry (``expires_at``); an expired token answers 401 and is deleted. ``POST
+  /api/logout`` with an API token revokes that token.
+- A password change ends every other session of that user and revokes every API token of that
+  user, except the credential that made the change: whoever knew the old password may have
+  opened sessions or created tokens with it.
+- Failed logins are counted per client address and user name (:class:`LoginThrottle`), so a
+  stranger failing for ``admin`` locks out only himself; a client failing for many user names
+  is stopped too.
 - Cookie-authenticated requests that change state must carry the session's CSRF token in the
   ``X-CSRF-Token`` header (or a ``csrf_token`` form field); Bearer requests need none.
 """
@@ -70,12 +78,20 @@ class Principal:
 
 
 class LoginThrottle:
-    """At most ``limit`` failed logins per ``window`` seconds per client and per user name."""
+    """At most ``limit`` failures per ``window`` seconds per key (a client and user name pair,
+    or a client). At most ``max_keys`` keys are remembered: beyond that the oldest are dropped."""
 
-    def __init__(self, limit: int = 10, window: float = 300.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        limit: int = 10,
+        window: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 100_000,
+    ):
         self.limit = limit
         self.window = window
         self.clock = clock
+        self.max_keys = max_keys
         self._failures: dict[str, deque[float]] = {}
 
     def _recent(self, key: str) -> deque[float]:
@@ -96,9 +112,16 @@ class LoginThrottle:
 
     def failed(self, *keys: str) -> None:
         for key in keys:
-            self._recent(key).append(self.clock())
-        if len(self._failures) > 10_000:
-            self._failures = {k: v for k, v in self._failures.items() if self._recent(k)}
+            recent = self._recent(key)
+            recent.append(self.clock())
+            while len(recent) > self.limit:  # only the last `limit` failures matter
+                recent.popleft()
+        if len(self._failures) > self.max_keys:
+            kept = {k: v for k, v in self._failures.items() if self._recent(k)}
+            if len(kept) > self.max_keys // 2:  # still too many: keep the latest half
+                latest = sorted(kept.items(), key=lambda kv: kv[1][-1])[-(self.max_keys // 2) :]
+                kept = dict(latest)
+            self._failures = kept
 
     def succeeded(self, *keys: str) -> None:
         for key in keys:
@@ -119,7 +142,8 @@ class Authenticator:
         self.max_age = float(env.get("DATAFLY_SESSION_MAX", "") or 86400)
         self._admin_password = env.get("DATAFLY_ADMIN_PASSWORD", "")
         self.hasher = PasswordHasher()
-        self.throttle = LoginThrottle()
+        self.throttle = LoginThrottle()  # per (client, user name): 10 failures in 5 minutes
+        self.client_throttle = LoginThrottle(limit=50)  # per client, whatever the user names
         self._dummy_hash = ""
 
     # users ---------------------------------------------------------------------------------
@@ -155,13 +179,28 @@ class Authenticator:
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
-    async def change_password(self, user: str, current: str, new: str) -> bool:
+    async def change_password(self, principal: Principal, current: str, new: str) -> dict[str, int] | None:
+        """Change the caller's password; None when ``current`` is wrong.
+
+        Then every other session of the user ends and every API token of the user is revoked,
+        except the credential ``principal`` used: ``{"sessions": n, "tokens": m}`` ended."""
+        user = principal.user
         found = await self.backend.get_document("user", user)
         if found is None or not await self._verify(found, current):
-            return False
+            return None
         found.update(password_hash=await self._hash(new), password_from="ui", changed_at=self.clock())
         await self.backend.put_document("user", user, found)
-        return True
+        return {
+            "sessions": await self._revoke_all("session", user, keep=principal.credential_id),
+            "tokens": await self._revoke_all("token", user, keep=principal.credential_id),
+        }
+
+    async def _revoke_all(self, kind: str, user: str, keep: str) -> int:
+        revoked = 0
+        for doc in await self.backend.list_documents(kind):
+            if doc.get("user") == user and doc["id"] != keep:
+                revoked += bool(await self.backend.delete_document(kind, str(doc["id"])))
+        return revoked
 
     # sessions ------------------------------------------------------------------------------
     async def login(self, username: str, password: str) -> tuple[str, str] | None:
@@ -206,12 +245,14 @@ class Authenticator:
         return Principal(str(doc["user"]), via, doc_id, str(doc.get("csrf", "")) if via == "cookie" else "")
 
     async def logout(self, principal: Principal) -> None:
+        """End the caller's session, or revoke the caller's API token."""
         kind = "token" if principal.via == "token" else "session"
-        if kind == "session":
-            await self.backend.delete_document(kind, principal.credential_id)
+        await self.backend.delete_document(kind, principal.credential_id)
 
     # API tokens ----------------------------------------------------------------------------
-    async def create_token(self, user: str, name: str) -> tuple[str, dict[str, Any]]:
+    async def create_token(self, user: str, name: str, expires_at: float | None = None) -> tuple[str, dict[str, Any]]:
+        """A new API token for ``user``: its value (shown once) and its stored view.
+        ``expires_at`` (epoch seconds): from then on it answers 401; None: it does not expire."""
         token = _TOKEN_PREFIX + secrets.token_urlsafe(32)
         doc = {
             "name": name,
@@ -219,13 +260,25 @@ class Authenticator:
             "hint": token[:8] + "…",
             "created_at": self.clock(),
             "last_used": None,
+            "expires_at": expires_at,
         }
         doc_id = _digest(token)
         await self.backend.put_document("token", doc_id, doc)
         return token, {**doc, "id": doc_id}
 
+    def _token_alive(self, doc: Mapping[str, Any]) -> bool:
+        expires = doc.get("expires_at")
+        return expires is None or self.clock() < float(expires)
+
     async def list_tokens(self) -> list[dict[str, Any]]:
-        return await self.backend.list_documents("token")
+        """The API tokens that have not expired (expired ones are deleted)."""
+        alive = []
+        for doc in await self.backend.list_documents("token"):
+            if self._token_alive(doc):
+                alive.append({**doc, "expires_at": doc.get("expires_at")})
+            else:
+                await self.backend.delete_document("token", str(doc["id"]))
+        return alive
 
     async def revoke_token(self, token_id: str) -> bool:
         return await self.backend.delete_document("token", token_id)
@@ -234,6 +287,9 @@ class Authenticator:
         doc_id = _digest(token)
         doc = await self.backend.get_document("token", doc_id)
         if doc is None:
+            return None
+        if not self._token_alive(doc):
+            await self.backend.delete_document("token", doc_id)
             return None
         last = doc.get("last_used")
         if last is None or self.clock() - float(last) > _TOUCH_EVERY:

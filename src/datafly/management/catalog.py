@@ -58,6 +58,10 @@ def vendor_view(destination: Destination) -> dict[str, Any]:
                 "kind": f.kind,
                 "default": f.default,
                 "description": f.description,
+                "format": f.format or None,
+                "min_length": f.least_length or None,
+                "pattern": f.pattern or None,
+                "format_hint": f.format_hint or None,
             }
             for f in destination.settings_schema
         ],

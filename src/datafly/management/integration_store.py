@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from datafly.config import Integration, _Checker
-from datafly.destinations.base import mask_secret
+from datafly.destinations.base import mask_secret, mask_text
 from datafly.destinations.registry import get_destination
+from datafly.management.endpoints import endpoint_problem
 from datafly.management.secrets import SecretBox, SecretUnreadable
 from datafly.management.web import ApiError
 from datafly.runtime import Runtime
@@ -140,9 +141,7 @@ class IntegrationStore:
 
     @staticmethod
     def _endpoint_view(secrets: list[str], endpoint: str) -> str:
-        for secret in secrets:
-            endpoint = endpoint.replace(secret, mask_secret(secret))
-        return endpoint
+        return mask_text(endpoint, secrets)
 
     def all_views(self) -> list[dict[str, Any]]:
         return [self.view(i) for i in sorted(self.runtime.integrations.all(), key=lambda i: i.id)]
@@ -182,6 +181,36 @@ class IntegrationStore:
         return dataclasses.replace(integration, managed_by="ui")
 
     @staticmethod
+    def endpoints_of(integration: Integration) -> dict[str, str]:
+        """Every URL the integration names itself, by where it is set: the ``endpoint`` override
+        and the URL settings (the webhook's ``url``). Vendors' own default endpoints are not."""
+        found: dict[str, str] = {}
+        if integration.endpoint:
+            found["endpoint"] = integration.endpoint
+        destination = get_destination(integration.vendor)
+        for f in destination.settings_schema if destination else ():
+            value = integration.settings.get(f.name)
+            if f.format == "url" and isinstance(value, str) and value:
+                found[f"settings.{f.name}"] = value
+        return found
+
+    async def check_endpoints(self, integration: Integration, previous: Integration | None) -> None:
+        """Refuse (400) new endpoints on internal addresses unless the config allows them
+        (``management.allow_private_endpoints``; see datafly.management.endpoints)."""
+        if self.runtime.config.management.allow_private_endpoints:
+            return
+        before = self.endpoints_of(previous) if previous is not None else {}
+        problems = []
+        for where, url in self.endpoints_of(integration).items():
+            if before.get(where) == url:
+                continue  # unchanged: it was allowed when it was saved
+            problem = await endpoint_problem(url)
+            if problem:
+                problems.append(f"{where}: {problem}")
+        if problems:
+            raise ApiError(400, "the integration is not valid", problems)
+
+    @staticmethod
     def check_fields(raw: Any, vendor: str) -> dict[str, str | None]:
         """Validate a ``fields`` body (vendor field -> source) with the config file's rules."""
         problems: list[str] = []
@@ -210,6 +239,7 @@ class IntegrationStore:
         if self.runtime.integrations.get(str(raw["id"])) is not None:
             raise ApiError(409, f"an integration with id {raw['id']!r} exists already")
         integration = self.check(raw)
+        await self.check_endpoints(integration, None)
         await self._save(integration, created_at=time.time())
         return integration
 
@@ -248,6 +278,7 @@ class IntegrationStore:
                 raw["settings"][name] = value
         raw.update(changes)
         integration = self.check(raw)
+        await self.check_endpoints(integration, current)
         doc = await self.runtime.backend.get_document(KIND, iid)
         await self._save(integration, created_at=float((doc or {}).get("created_at") or time.time()))
         return integration

@@ -1,4 +1,12 @@
-"""The OpenAPI 3.1 document of the management API (``GET /api/openapi.json``, no login needed)."""
+"""The OpenAPI 3.1 document of the management API (``GET /api/openapi.json``, no login needed).
+
+Every status an operation can answer is described, with its body: the success answer, and the
+``Error`` body of 400 (invalid input), 401 (no login), 403 (CSRF, or a wrong current password),
+404 (no such id), 405 (a path parameter holding ``/`` names another route), 409 (the id exists,
+or a config-file object is read-only here), 413 and 415 (a JSON body over 1 MiB, or not JSON),
+422 (a preview a formatter could not build) and 429 (failed logins, with ``Retry-After``).
+``tests/management/test_openapi_fuzz.py`` checks it against the live server with Schemathesis.
+"""
 
 from __future__ import annotations
 
@@ -30,12 +38,16 @@ def _list_of(key: str, item: str) -> dict[str, Any]:
 OPERATIONS: list[tuple[str, str, str, str, dict[str, Any] | None, int, dict[str, Any]]] = [
     ("post", "/api/login", "auth", "Log in: a token for scripts and a session cookie for the UI",
      _ref("Login"), 200, _ref("LoginAnswer")),
-    ("post", "/api/logout", "auth", "End this session", None, 200, _OBJ),
+    ("post", "/api/logout", "auth", "End this session; called with an API token, revoke that token",
+     None, 200, _ref("LogoutAnswer")),
     ("get", "/api/me", "auth", "Who is calling", None, 200, _OBJ),
-    ("post", "/api/password", "auth", "Change the caller's password", _ref("PasswordChange"), 200, _OBJ),
+    ("post", "/api/password", "auth", "Change the caller's password: every other session of the user ends and "
+     "every API token of the user is revoked (the credential making the change is kept)",
+     _ref("PasswordChange"), 200, _ref("PasswordChanged")),
     ("get", "/api/tokens", "auth", "API tokens (without their values)", None, 200, _list_of("tokens", "Token")),
-    ("post", "/api/tokens", "auth", "Create an API token; its value is shown once",
-     {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}, 201, _ref("Token")),
+    ("post", "/api/tokens", "auth", "Create an API token; its value is shown once. Optional expiry: "
+     "expires_in_days (1 to 3650) or expires_at (Unix seconds); an expired token answers 401",
+     _ref("TokenInput"), 201, _ref("Token")),
     ("delete", "/api/tokens/{token_id}", "auth", "Revoke an API token", None, 200, _OBJ),
     ("get", "/api/vendors", "integrations", "The integration library: vendors, settings schemas, presets",
      None, 200, _list_of("vendors", "Vendor")),
@@ -82,6 +94,32 @@ OPERATIONS: list[tuple[str, str, str, str, dict[str, Any] | None, int, dict[str,
     ("get", "/api/openapi.json", "meta", "This document", None, 200, _OBJ),
 ]
 _PUBLIC = {("post", "/api/login"), ("get", "/api/openapi.json")}
+_ERRORS = {
+    "400": "Invalid input: error says what, problems lists each field's problem",
+    "401": "Not logged in (no valid session or token); for POST /api/login a wrong user name or password",
+    "403": "Refused: a cookie session without its CSRF token, or from another origin; "
+    "for POST /api/password also a wrong current password",
+    "404": "Not found: no such id (or a path parameter that names no route)",
+    "405": "Method not allowed: a path parameter holding '/' named another route",
+    "409": "Conflict: the id exists already, or the object is defined in the config file and read-only here",
+    "413": "The body is larger than 1 MiB",
+    "415": "The body is not JSON: send Content-Type: application/json",
+    "422": "The sample event cannot be previewed: the error of the step that failed (secrets masked)",
+    "429": "Too many failed attempts from this client: wait Retry-After seconds",
+}
+# statuses beyond the ones every operation of its kind has (see _operation)
+_EXTRA: dict[tuple[str, str], tuple[str, ...]] = {
+    ("post", "/api/login"): ("429",),
+    ("post", "/api/password"): ("429",),
+    ("post", "/api/integrations"): ("409",),
+    ("patch", "/api/integrations/{integration_id}"): ("409",),
+    ("delete", "/api/integrations/{integration_id}"): ("409",),
+    ("post", "/api/integrations/{integration_id}/preview"): ("422",),
+    ("post", "/api/sources"): ("409",),
+    ("patch", "/api/sources/{source_id}"): ("409",),
+    ("delete", "/api/sources/{source_id}"): ("409",),
+    ("post", "/api/sources/{source_id}/rotate"): ("409",),
+}
 _QUERY: dict[str, list[tuple[str, str]]] = {
     "/api/debugger/stream": [
         ("source", "only events of this source id"),
@@ -111,8 +149,42 @@ def _schemas() -> dict[str, Any]:
         },
         "LoginAnswer": {
             "type": "object",
-            "properties": {"token": {"type": "string"}, "csrf_token": {"type": "string"}, "user": {"type": "string"}},
+            "properties": {
+                "token": {"type": "string"},
+                "csrf_token": {"type": "string"},
+                "user": {"type": "string"},
+                "idle_timeout": {"type": "number"},
+            },
             "required": ["token"],
+        },
+        "LogoutAnswer": {
+            "type": "object",
+            "properties": {
+                "logged_out": {"type": "boolean"},
+                "revoked_token": {"type": "string", "description": "the API token's id, when one logged out"},
+            },
+            "required": ["logged_out"],
+        },
+        "PasswordChanged": {
+            "type": "object",
+            "properties": {
+                "changed": {"type": "boolean"},
+                "revoked": {
+                    "type": "object",
+                    "properties": {"sessions": {"type": "integer"}, "tokens": {"type": "integer"}},
+                    "description": "the other sessions ended and the API tokens revoked",
+                },
+            },
+            "required": ["changed"],
+        },
+        "TokenInput": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                "expires_in_days": {"type": "integer", "minimum": 1, "maximum": 3650},
+                "expires_at": {"type": "number", "description": "Unix seconds, in the future"},
+            },
+            "required": ["name"],
         },
         "PasswordChange": {
             "type": "object",
@@ -128,6 +200,7 @@ def _schemas() -> dict[str, Any]:
                 "token": {"type": "string", "description": "only in the answer that creates it"},
                 "created_at": {"type": "number"},
                 "last_used": {"type": ["number", "null"]},
+                "expires_at": {"type": ["number", "null"], "description": "Unix seconds; null: never"},
             },
         },
         "Vendor": {
@@ -198,7 +271,9 @@ def _schemas() -> dict[str, Any]:
                 "outcome": {"type": "string", "enum": ["request", "filtered", "not_mapped", "skipped", "invalid"]},
                 "reason": {"type": "string"},
                 "mapping": {"type": "string"},
-                "request": _OBJ,
+                "request": {"type": ["object", "null"], "additionalProperties": True},
+                "event": _OBJ,
+                "sample": {"description": "the sample event that was previewed (raw email and phone redacted)"},
             },
             "required": ["outcome"],
         },
@@ -264,16 +339,29 @@ def _operation(
         for name, text in _QUERY.get(path, []) if method == "get"
     ]
     media = "text/event-stream" if path.endswith("/stream") else "application/json"
-    error = {"content": {"application/json": {"schema": _ref("Error")}}}
+    codes = {"400", "401"}
+    if body is not None:
+        codes |= {"413", "415"}  # the body is read as JSON
+    if method != "get" and (method, path) not in _PUBLIC:
+        codes.add("403")
+    if "{" in path:
+        codes |= {"404", "405"}
+    codes.update(_EXTRA.get((method, path), ()))
+    responses: dict[str, Any] = {str(status): {"description": "OK", "content": {media: {"schema": answer}}}}
+    for code in sorted(codes):
+        responses[code] = {
+            "description": _ERRORS[code],
+            "content": {"application/json": {"schema": _ref("Error")}},
+        }
+    if "429" in responses:
+        responses["429"]["headers"] = {
+            "Retry-After": {"description": "seconds to wait", "schema": {"type": "string", "pattern": "^[0-9]+$"}}
+        }
     operation: dict[str, Any] = {
         "tags": [tag],
         "summary": summary,
         "operationId": method + re.sub(r"[^A-Za-z0-9]+", "_", path.removeprefix("/api")).rstrip("_"),
-        "responses": {
-            str(status): {"description": "OK", "content": {media: {"schema": answer}}},
-            "400": {"description": "Invalid input", **error},
-            "401": {"description": "Not logged in (no valid session or token)", **error},
-        },
+        "responses": responses,
     }
     if params:
         operation["parameters"] = params
@@ -281,10 +369,6 @@ def _operation(
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
     if (method, path) in _PUBLIC:
         operation["security"] = []
-    if method != "get" and (method, path) not in _PUBLIC:
-        operation["responses"]["403"] = {"description": "CSRF token missing (cookie sessions only)", **error}
-    if "{" in path:
-        operation["responses"]["404"] = {"description": "Not found", **error}
     return operation
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -21,7 +23,7 @@ from datafly.management.health import health_report
 from datafly.management.redact import redact
 from datafly.management.sources import base_url
 
-__all__ = ["UI_DIR", "routes"]
+__all__ = ["UI_DIR", "routes", "safe_next"]
 
 UI_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ui")
 _env = Environment(
@@ -42,6 +44,16 @@ def _ago(at: float | None) -> str:
     return f"{seconds} s ago"
 
 
+def _until(at: float | None) -> str:
+    if not at:
+        return "never"
+    seconds = max(0, int(float(at) - time.time()))
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"in {seconds // size} {unit}"
+    return f"in {seconds} s"
+
+
 def _ms(value: float | None) -> str:
     if value is None:
         return "—"
@@ -56,6 +68,7 @@ def _json_data(value: Any) -> Markup:
 
 _env.filters["ago"] = _ago
 _env.filters["ms"] = _ms
+_env.filters["until"] = _until
 _env.filters["json_data"] = _json_data
 _env.filters["pretty"] = lambda v: orjson.dumps(v, option=orjson.OPT_INDENT_2).decode()
 
@@ -76,10 +89,27 @@ def _not_found(request: Request, what: str) -> Response:
     return render(request, "not_found.html", 404, title="Not found", what=what)
 
 
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f-\x9f]")
+
+
+def safe_next(target: str | None) -> str:
+    """``target`` when it is a path on this origin, else ``/``.
+
+    A path starts with one ``/`` and holds no backslash, control character, tab or space (a
+    browser drops tabs and line breaks and reads ``\\`` as ``/``, so ``/\\evil.example`` and
+    ``/<tab>/evil.example`` would lead to another origin), no scheme and no host."""
+    if not target or len(target) > 2000 or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    if "\\" in target or _CONTROL_OR_SPACE.search(target):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return target
+
+
 async def login_page(request: Request) -> Response:
-    target = request.query_params.get("next", "/")
-    if not target.startswith("/") or target.startswith("//"):
-        target = "/"
+    target = safe_next(request.query_params.get("next"))
     if getattr(request.state, "principal", None) is not None:
         return RedirectResponse(target, 303)
     return render(request, "login.html", title="Log in", next=target)

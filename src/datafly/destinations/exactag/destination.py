@@ -77,6 +77,9 @@ class ExactagDestination(Destination):
                 "Your 32-byte encrypted, brand-specific Exactag campaign code. "
                 "Provided by Exactag during onboarding. Treat it as a credential."
             ),
+            min_length=32,
+            pattern=r"[A-Za-z0-9+\/=_\-]{32,256}",
+            format_hint="the 32-byte code as Exactag issued it: at least 32 letters, digits or + / = _ -",
         ),
     )
     presets = load_presets(os.path.dirname(__file__))

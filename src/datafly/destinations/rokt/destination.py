@@ -52,10 +52,18 @@ class RoktDestination(Destination):
     settings_schema = (
         SettingField("account_id", description="Your Rokt advertiser Account ID."),
         SettingField(
-            "api_key", secret=True, description="API public key (rpub-…). Used as the Basic-auth username."
+            "api_key",
+            secret=True,
+            description="API public key (rpub-…). Used as the Basic-auth username.",
+            pattern=r"rpub-[A-Za-z0-9._~+\/=\-]+",
+            format_hint="the public key Rokt issued, starting with rpub-",
         ),
         SettingField(
-            "api_secret", secret=True, description="API secret key (rsec-…). Used as the Basic-auth password."
+            "api_secret",
+            secret=True,
+            description="API secret key (rsec-…). Used as the Basic-auth password.",
+            pattern=r"rsec-[A-Za-z0-9._~+\/=\-]+",
+            format_hint="the secret key Rokt issued, starting with rsec-",
         ),
         SettingField(
             "test",

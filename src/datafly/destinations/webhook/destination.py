@@ -24,13 +24,19 @@ class WebhookDestination(Destination):
     vendor = "webhook"
     title = "Webhook"
     settings_schema = (
-        SettingField("url", description="Where events are POSTed."),
-        SettingField("headers", required=False, kind="mapping", description="Extra request headers."),
+        SettingField("url", format="url", description="Where events are POSTed: an http:// or https:// URL."),
+        SettingField(
+            "headers",
+            required=False,
+            kind="mapping",
+            format="headers",
+            description="Extra request headers (not Host, Content-Length, Transfer-Encoding or Connection).",
+        ),
         SettingField(
             "secret",
             required=False,
             secret=True,
-            description="Signs each body: X-Signature: sha256=<HMAC-SHA256 hex>.",
+            description="Signs each body: X-Signature: sha256=<HMAC-SHA256 hex>. At least 8 characters.",
         ),
         SettingField(
             "batch_size", required=False, kind="integer", default=1, description="Events per request."

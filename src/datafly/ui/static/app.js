@@ -81,6 +81,16 @@ function badge(outcome) {
 // ---------------------------------------------------------------------------------------- pages
 const pages = {};
 
+// Where to go after logging in: a path on this origin only, else "/". The server checks `next`
+// too; this is the second line (no backslash, control character or space, no "//", no scheme).
+function sameOriginPath(target) {
+  if (typeof target !== "string" || !/^\/(?![\/\\])/.test(target) || /[\\\x00-\x20\x7f-\x9f]/.test(target)) return "/";
+  let url;
+  try { url = new URL(target, location.origin); } catch (e) { return "/"; }
+  if (url.origin !== location.origin) return "/";
+  return url.pathname + url.search + url.hash;
+}
+
 pages.login = () => {
   const form = $("#login-form");
   form.addEventListener("submit", async (ev) => {
@@ -89,7 +99,7 @@ pages.login = () => {
     error.hidden = true;
     try {
       await api("POST", "/api/login", { username: form.username.value, password: form.password.value });
-      location.href = form.dataset.next || "/";
+      location.href = sameOriginPath(form.dataset.next);
     } catch (err) {
       error.textContent = err.status === 401 ? "Wrong user name or password." : err.message;
       error.hidden = false;
@@ -328,7 +338,10 @@ pages.settings = () => {
   $("#token-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     try {
-      const created = await api("POST", "/api/tokens", { name: ev.target.name.value.trim() });
+      const body = { name: ev.target.name.value.trim() };
+      const days = ev.target.expires_in_days.value;
+      if (days) body.expires_in_days = Number(days);
+      const created = await api("POST", "/api/tokens", body);
       $("#new-token").hidden = false;
       $("#new-token-value").textContent = created.token;
     } catch (err) { toast(err.message, "bad"); }
@@ -342,9 +355,11 @@ pages.settings = () => {
     ev.preventDefault();
     $("#password-errors").hidden = true;
     try {
-      await api("POST", "/api/password", { current_password: ev.target.current_password.value, new_password: ev.target.new_password.value });
+      const done = await api("POST", "/api/password", { current_password: ev.target.current_password.value, new_password: ev.target.new_password.value });
       ev.target.reset();
-      toast("Password changed.");
+      const r = done.revoked || { sessions: 0, tokens: 0 };
+      toastAfterReload(`Password changed. Ended ${r.sessions} other session(s) and revoked ${r.tokens} API token(s).`);
+      location.reload();
     } catch (err) { showErrors($("#password-errors"), err); }
   });
 };
