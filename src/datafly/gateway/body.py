@@ -40,6 +40,7 @@ async def read_body(receive: Receive, limit: int, declared: bytes | None) -> byt
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 _GZIP_MAGIC = b"\x1f\x8b"
+_MAX_GZIP_MEMBERS = 64  # bgzip writes one per 64 KiB of input; an empty one is 20 bytes
 
 
 def decode_body(body: bytes, encoding: bytes | None, limit: int) -> bytes:
@@ -47,7 +48,7 @@ def decode_body(body: bytes, encoding: bytes | None, limit: int) -> bytes:
 
     gzip (``x-gzip``) and deflate (the zlib format, RFC 9110) are accepted. The compressed stream
     must be complete and nothing may follow it, except further whole gzip members (a gzip file may
-    hold several, RFC 1952; they are joined). Anything else is refused: ``415`` for another
+    hold several, RFC 1952; up to 64 are joined). Anything else is refused: ``415`` for another
     coding, ``413`` when the decoded body is over ``limit`` (found without decoding more than
     ``limit + 1`` bytes), ``400`` for a stream that is corrupt, cut short or followed by other
     bytes."""
@@ -74,12 +75,18 @@ def decode_body(body: bytes, encoding: bytes | None, limit: int) -> bytes:
         if len(data) > room:
             raise BadRequest(413, f"decompressed body is larger than {limit} bytes")
         if not inflater.eof:
-            raise BadRequest(400, f"the {name} body is truncated: the compressed stream does not reach its end")
+            raise BadRequest(
+                400, f"the {name} body is truncated: the compressed stream does not reach its end"
+            )
         parts.append(data)
         room -= len(data)
         rest = inflater.unused_data
         if not rest:
             break
         if wbits != _GZIP_WBITS or rest[:2] != _GZIP_MAGIC:
-            raise BadRequest(400, f"the {name} body has {len(rest)} bytes of trailing data after the compressed stream")
+            raise BadRequest(
+                400, f"the {name} body has {len(rest)} bytes of trailing data after the compressed stream"
+            )
+        if len(parts) == _MAX_GZIP_MEMBERS:  # each costs a decompressor: bound the work per body
+            raise BadRequest(400, f"the gzip body has more than {_MAX_GZIP_MEMBERS} members")
     return parts[0] if len(parts) == 1 else b"".join(parts)

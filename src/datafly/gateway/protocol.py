@@ -235,7 +235,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
                 self._answer(408, f"request timeout: the request's body took over {self.body_timeout:g}s")
         transport.close()
 
-    def check(self, now: float) -> None:
+    def check_deadline(self, now: float) -> None:
         """Called by the sweep: start the current phase's clock, or end a phase that is late."""
         phase = self._phase
         if phase == _HEAD:
@@ -278,7 +278,7 @@ class _Sweeper:
         now = self.loop.time()
         for connection in list(self.connections):
             if isinstance(connection, BoundedHttpProtocol):
-                connection.check(now)
+                connection.check_deadline(now)
         if self.connections:
             self.start()
 
