@@ -7,16 +7,16 @@ read deadlines (``gateway.max_header_bytes``, ``max_headers``, ``header_timeout`
   for a head: a request over it is answered ``431`` (``414`` while still in the request line)
   and its connection closed. More than ``max_headers`` header fields: ``431`` too.
 - A request's head must be complete within ``header_timeout`` of the connection's opening or of
-  the end of the previous answer on a keep-alive connection (the idle wait before the first
-  byte of a next request is uvicorn's keep-alive timeout, which is shorter). Else: ``408`` if
-  part of a request came, and the connection is closed.
+  the end of the previous answer on a keep-alive connection (uvicorn's keep-alive timeout, 5 s,
+  still closes an idle one first). Else: ``408`` if part of a request came, and the connection
+  is closed.
 - A request's body must be complete within ``body_timeout`` of the end of its head (while the
   server reads; not while it holds the body back itself). Else ``408`` and the connection closed.
 
 Cost per request: the base class's work, plus a counter subtracted per read while a head is
-expected, a header count compared at the end of each read and of each head, and a phase and a
-timestamp stored at the end of each head and each request (one more Python call per request:
-``on_headers_complete``). No timer per request: one sweep per server, every ``tick`` seconds
+expected, a header count compared at the end of each read and of each head, and a phase and
+its clock reset at the end of each head and each request (one more Python call per request:
+``on_headers_complete``; uvicorn's keep-alive check and ``on_message_complete`` are inlined). No timer per request: one sweep per server, every ``tick`` seconds
 (at most 1 s), looks at every open connection's phase and its start, so a deadline fires up to
 one tick late.
 
