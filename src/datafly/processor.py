@@ -42,6 +42,7 @@ class RouteSource(Protocol):
     def routes(self) -> list[Route]: ...
 
 _BATCH = 200  # stored requests per step (each holds one event or a batch)
+_BATCH_BYTES = 4 * 1024 * 1024  # and at most this much of them (beyond the first): memory stays flat
 _GROUP = 500  # events per commit
 # While the gateway is saturated, process in small groups and pause this many times the time a
 # group took: accepting keeps priority (measured: ~4% of a flood of single events is processed
@@ -96,7 +97,7 @@ class Processor:
         """Process the next stored requests in groups of about :data:`_GROUP` events, each group
         committed on its own; while the gateway is saturated, pause between groups so accepting
         events keeps priority over processing them (the inbox is durable)."""
-        batch = await self.backend.read_inbound(_BATCH)
+        batch = await self.backend.read_inbound(_BATCH, _BATCH_BYTES)
         start = 0
         while start < len(batch):
             busy = self.gateway_busy()

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from datafly import memory
 from datafly.children import die_with_parent
 from datafly.config import ProcessingConfig
 from datafly.integrations import IntegrationSet
@@ -280,6 +281,7 @@ def child_main(processing: ProcessingConfig, home: str, synchronous: str, conn: 
     """The child process: run the processor until told to stop or the parent is gone."""
     if not die_with_parent(parent):
         return
+    memory.limit_arenas()
     with contextlib.suppress(OSError):
         os.nice(_NICE)
     logging.basicConfig(
@@ -337,10 +339,14 @@ async def _child(processing: ProcessingConfig, home: str, synchronous: str, conn
     processor = Processor(backend, routes, processing, metrics, bus, cache_profiles=True)
     task = asyncio.create_task(processor.run(stop))
     reported: dict[tuple[str, str], float] = {}
+    ticks = 0
     try:
         while not task.done() and not gone.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(task), _METRICS_EVERY)
+            ticks += 1
+            if ticks % 25 == 0:  # every 5 s: free memory back to the system (datafly.memory)
+                memory.trim()
             counts = _counter_values(metrics)
             if counts != reported:
                 relay(("metrics", counts))

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from datafly import memory
 from datafly.config import Config, Integration
 from datafly.delivery.http import VendorClient
 from datafly.delivery.worker import IntegrationWorker
@@ -69,6 +70,7 @@ class Runtime:
     gateway_activity: Activity = field(default_factory=Activity)
 
     def __post_init__(self) -> None:
+        memory.limit_arenas()  # before the store's threads start (see datafly.memory)
         self.backend = open_backend(self.config, self.home, self.gateway_activity.in_flight)
         self.integrations = IntegrationSet(self.config.integrations)
         self.sources = SourceIndex(self.config.sources)
@@ -177,8 +179,12 @@ class Runtime:
                     await prune(now - self.config.processing.dedup_window, now - 7 * 86400)
             except Exception:
                 log.exception("housekeeping failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), 30)
+            for _ in range(6):  # free memory back to the system every 5 s (bench/soak.py)
+                memory.trim()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 5)
+                if self._stop.is_set():
+                    return
 
     async def stop(self) -> None:
         self._stop.set()

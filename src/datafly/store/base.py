@@ -41,8 +41,9 @@ class Backend(abc.ABC):
 
     # processor ---------------------------------------------------------------------------
     @abc.abstractmethod
-    async def read_inbound(self, limit: int) -> list[InboundEvent]:
-        """The next accepted events not yet processed, oldest first."""
+    async def read_inbound(self, limit: int, max_bytes: int | None = None) -> list[InboundEvent]:
+        """The next accepted requests not yet processed, oldest first: at most ``limit``, and
+        (where the backend can tell) no more than ``max_bytes`` of them beyond the first."""
 
     @abc.abstractmethod
     async def load_profiles(self, anonymous_ids: Sequence[str]) -> dict[str, Profile]: ...

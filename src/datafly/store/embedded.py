@@ -87,6 +87,9 @@ def synchronous_of(db: SqliteDatabase) -> str:
     return db.synchronous
 
 
+_INBOX_CACHE_KIB = 2000  # each inbox row is written once and read once: a page cache buys little
+
+
 class EmbeddedBackend(Backend):
     def __init__(
         self, home: str, synchronous: str = "FULL", requests_in_flight: Callable[[], int] | None = None
@@ -98,7 +101,7 @@ class EmbeddedBackend(Backend):
         self.db = SqliteDatabase(os.path.join(home, "datafly.db"), synchronous)
         # Accepted requests have a file (and a writer thread) of their own, so the gateway's
         # appends never wait behind the processor's or the workers' transactions.
-        self.inbox_db = SqliteDatabase(os.path.join(home, "inbox.db"), synchronous)
+        self.inbox_db = SqliteDatabase(os.path.join(home, "inbox.db"), synchronous, _INBOX_CACHE_KIB)
         self._lock_fd: int | None = None
         self._cursor = 0
         self._signals = LocalSignals()
@@ -133,6 +136,7 @@ class EmbeddedBackend(Backend):
             "INSERT INTO inbox (body) VALUES (?)",
             synchronous_of(self.inbox_db),
             self.requests_in_flight,
+            _INBOX_CACHE_KIB,
         )
 
     def stored_cursor(self) -> int:
@@ -159,13 +163,28 @@ class EmbeddedBackend(Backend):
             self.inbound_listener()
 
     # processor ---------------------------------------------------------------------------
-    async def read_inbound(self, limit: int) -> list[InboundEvent]:
+    async def read_inbound(self, limit: int, max_bytes: int | None = None) -> list[InboundEvent]:
         after = self._cursor
-        rows = await self.inbox_db.read(
-            lambda c: c.execute(
-                "SELECT seq, body FROM inbox WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+
+        def read(c: sqlite3.Connection) -> list[tuple[int, bytes]]:
+            if max_bytes is None:
+                return c.execute("SELECT seq, body FROM inbox WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)).fetchall()
+            rows: list[tuple[int, bytes]] = []
+            size = 0
+            for seq, length in c.execute(
+                "SELECT seq, length(body) FROM inbox WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+            ):
+                if rows and size + length > max_bytes:
+                    break
+                rows.append((seq, length))
+                size += length
+            if not rows:
+                return []
+            return c.execute(
+                "SELECT seq, body FROM inbox WHERE seq > ? AND seq <= ? ORDER BY seq", (after, rows[-1][0])
             ).fetchall()
-        )
+
+        rows = await self.inbox_db.read(read)
         return [inbound_record(seq, bytes(body)) for seq, body in rows]
 
     async def load_profiles(self, anonymous_ids: Sequence[str]) -> dict[str, Profile]:

@@ -231,7 +231,7 @@ class RedisQueue:
             self._balanced_at = now
         return self._owned
 
-    async def read_inbound(self, limit: int) -> list[InboundEvent]:
+    async def read_inbound(self, limit: int, max_bytes: int | None = None) -> list[InboundEvent]:
         self._tokens = {}
         owned = await self.balance()
         if not owned:

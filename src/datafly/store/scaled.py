@@ -250,7 +250,7 @@ class ScaledBackend(Backend):
         return await self._or(lambda: self.queue.take_tokens(bucket, rate, capacity, count), 0.0)
 
     # processor ---------------------------------------------------------------------------
-    async def read_inbound(self, limit: int) -> list[InboundEvent]:
+    async def read_inbound(self, limit: int, max_bytes: int | None = None) -> list[InboundEvent]:
         return await self._or(lambda: self.queue.read_inbound(limit), [])
 
     async def load_profiles(self, anonymous_ids: Sequence[str]) -> dict[str, Profile]:

@@ -28,19 +28,20 @@ _Result = tuple["asyncio.Future[Any]", Any, BaseException | None]
 _MAX_GROUP = 2000
 
 
-def connect(path: str, synchronous: str = "FULL") -> sqlite3.Connection:
+def connect(path: str, synchronous: str = "FULL", cache_kib: int = 32000) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=30000")
-    conn.execute("PRAGMA cache_size=-32000")
+    conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
     return conn
 
 
 class SqliteDatabase:
-    def __init__(self, path: str, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str, synchronous: str = "FULL", cache_kib: int = 32000) -> None:
         self.path = path
         self.synchronous = synchronous
+        self.cache_kib = cache_kib  # page cache of each connection (the inbox, read once, needs little)
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="sqlite-read")
@@ -50,7 +51,7 @@ class SqliteDatabase:
 
     def run_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in a transaction on a private connection (setup and migrations)."""
-        conn = connect(self.path, self.synchronous)
+        conn = connect(self.path, self.synchronous, self.cache_kib)
         try:
             conn.execute("BEGIN IMMEDIATE")
             result = fn(conn)
@@ -94,11 +95,11 @@ class SqliteDatabase:
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._read_conn is None:
-            self._read_conn = connect(self.path, self.synchronous)
+            self._read_conn = connect(self.path, self.synchronous, self.cache_kib)
         return fn(self._read_conn)
 
     def _run_writer(self) -> None:
-        conn = connect(self.path, self.synchronous)
+        conn = connect(self.path, self.synchronous, self.cache_kib)
         assert self._loop is not None
         loop = self._loop
         while True:
@@ -200,12 +201,17 @@ class TickCommitter:
     """
 
     def __init__(
-        self, path: str, sql: str, synchronous: str = "FULL", in_flight: Callable[[], int] | None = None
+        self,
+        path: str,
+        sql: str,
+        synchronous: str = "FULL",
+        in_flight: Callable[[], int] | None = None,
+        cache_kib: int = 32000,
     ) -> None:
         self.path = path
         self.in_flight = in_flight
         self._helped = synchronous.upper() in ("FULL", "EXTRA") and os.environ.get("DATAFLY_INBOX_FSYNC") != "inline"
-        self.conn = connect(path, "NORMAL" if self._helped else synchronous)
+        self.conn = connect(path, "NORMAL" if self._helped else synchronous, cache_kib)
         self.sql = sql
         self._rows: list[tuple[Any, ...]] = []
         self._waiting: list[asyncio.Future[None]] = []
