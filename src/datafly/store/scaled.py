@@ -76,7 +76,8 @@ def open_scaled_backend(config: Config, home: str) -> ScaledBackend:
             "the scale-out backend needs both `storage: postgresql://...` and `queue: redis://...`"
             f" (got storage={_safe(storage) or 'unset'}, queue={_safe(queue) or 'unset'})"
         )
-    private_home(home)  # the secret key lives there
+    if home:
+        private_home(home)  # the secret key lives there
     return ScaledBackend(
         storage,
         queue,
