@@ -9,7 +9,16 @@ import orjson
 
 from datafly.processing.profile import Profile
 from datafly.store.base import Backend
-from datafly.store.records import DeadLetter, LogRow, NewDelivery, QueuedItem, Retry
+from datafly.store.records import (
+    UNPROCESSABLE,
+    DeadLetter,
+    LogRow,
+    NewDelivery,
+    QueuedItem,
+    Retry,
+    Unprocessable,
+    dedup_key,
+)
 
 
 def event(mid: str, anonymous_id: str = "a1") -> bytes:
@@ -187,3 +196,35 @@ async def test_notify_wakes_wait(backend: Backend) -> None:
     started = time.monotonic()
     await backend.wait("queue:hook", 0.2)
     assert 0.15 < time.monotonic() - started < 1.5
+
+
+async def test_unprocessable_events_are_kept_and_replayed_into_the_inbox(backend: Backend) -> None:
+    await backend.append_inbound([b'{"m": {"s": "web"}, "b": [' + b"[" * 1100 + b"]" * 1100 + b"]}", event("ok")])
+    batch = await backend.read_inbound(10)
+    assert [e.event is None for e in batch] == [True, False]  # undecodable, but read
+    record = orjson.dumps({"m": {"s": "web", "w": "single"}, "b": {"event": "x", "messageId": "bad"}})
+    await backend.commit_processed(
+        batch, [], [], [], [], [Unprocessable("bad", "web", record, "ValueError: injected", 1.0)]
+    )
+    assert await backend.read_inbound(10) == []
+    dead = await backend.dead_letters()
+    assert [(d["integration_id"], d["message_id"], d["outcome"], d["reason"]) for d in dead] == [
+        ("", "bad", UNPROCESSABLE, "ValueError: injected")
+    ]
+    assert dead[0]["event"]["b"]["messageId"] == "bad"
+    assert await backend.replay_dead_letters([dead[0]["id"]], None, time.time()) == 1
+    again = await backend.read_inbound(10)
+    assert [e.raw for e in again] == [record]
+    assert await backend.dead_letters() == []
+
+
+async def test_dedup_keys_are_per_source(backend: Backend) -> None:
+    await backend.append_inbound([event("same"), event("same")])
+    batch = await backend.read_inbound(10)
+    for record, source in zip(batch, ["a", "b"], strict=True):
+        key = dedup_key(source, "same")
+        await backend.commit_processed(
+            [record], [], [(key, time.time())], [NewDelivery("hook", "same", "track", False, b"{}")], []
+        )
+    keys = [dedup_key(source, "same") for source in "abc"]
+    assert await backend.seen_message_ids(keys, 0) == set(keys[:2])

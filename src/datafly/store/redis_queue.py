@@ -119,7 +119,11 @@ def by_shard(records: Sequence[bytes]) -> list[tuple[int, bytes]]:
     one request per shard, its events listed as they would have been read (``"w": "list"``)."""
     placed: list[tuple[int, bytes]] = []
     for record in records:
-        doc = orjson.loads(record)
+        try:
+            doc = orjson.loads(record)
+        except orjson.JSONDecodeError:  # (a replayed unprocessable request): the processor sets it aside
+            placed.append((shard_of(""), record))
+            continue
         if not (isinstance(doc, dict) and isinstance(doc.get("m"), dict) and "b" in doc):
             placed.append((shard_of(_visitor(doc, "")), record))  # one normalised event
             continue
