@@ -31,9 +31,10 @@ class Answer:
 class Client:
     """JSON over HTTP to the management API, as a script (Bearer) or a browser (cookie + CSRF)."""
 
-    def __init__(self, base: str, token: str | None = None) -> None:
+    def __init__(self, base: str, token: str | None = None, source: str | None = None) -> None:
         self.base = base
         self.token = token
+        self.source = source  # a loopback address to connect from (127.0.0.2): another client
         self.cookies: dict[str, str] = {}
         self.csrf: str | None = None
 
@@ -48,14 +49,10 @@ class Client:
             sent.setdefault("Authorization", f"Bearer {self.token}")
         if self.cookies:
             sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        request = urllib.request.Request(self.base + path, data=data, method=method, headers=sent)
-        try:
-            with urllib.request.urlopen(request, timeout=15) as r:
-                answer = Answer(r.status, {k.lower(): v for k, v in r.headers.items()}, r.read().decode(),
-                                r.headers.get_all("Set-Cookie") or [])
-        except urllib.error.HTTPError as e:
-            answer = Answer(e.code, {k.lower(): v for k, v in e.headers.items()}, e.read().decode(),
-                            e.headers.get_all("Set-Cookie") or [])
+        if self.source:
+            answer = self._call_from(method, path, data, sent)
+        else:
+            answer = self._call(method, path, data, sent)
         for header in answer.set_cookies:
             jar: SimpleCookie = SimpleCookie()
             jar.load(header)
@@ -64,6 +61,28 @@ class Client:
                     self.cookies.pop(name, None)
                 else:
                     self.cookies[name] = morsel.value
+        return answer
+
+    def _call_from(self, method: str, path: str, data: bytes | None, sent: dict[str, str]) -> Answer:
+        host, port = self.base.removeprefix("http://").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=15, source_address=(self.source or "", 0))
+        try:
+            conn.request(method, path, body=data, headers=sent)
+            r = conn.getresponse()
+            return Answer(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode(),
+                          [v for k, v in r.getheaders() if k.lower() == "set-cookie"])
+        finally:
+            conn.close()
+
+    def _call(self, method: str, path: str, data: bytes | None, sent: dict[str, str]) -> Answer:
+        request = urllib.request.Request(self.base + path, data=data, method=method, headers=sent)
+        try:
+            with urllib.request.urlopen(request, timeout=15) as r:
+                answer = Answer(r.status, {k.lower(): v for k, v in r.headers.items()}, r.read().decode(),
+                                r.headers.get_all("Set-Cookie") or [])
+        except urllib.error.HTTPError as e:
+            answer = Answer(e.code, {k.lower(): v for k, v in e.headers.items()}, e.read().decode(),
+                            e.headers.get_all("Set-Cookie") or [])
         return answer
 
     def get(self, path: str, **kw: Any) -> Answer:

@@ -28,7 +28,7 @@ __all__ = ["IntegrationStore", "is_masked"]
 log = logging.getLogger("datafly.management")
 KIND = "integration"
 _EDITABLE = {"preset", "settings", "sources", "consent", "endpoint", "events", "mapping", "enabled", "fields"}
-_CATEGORY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_CATEGORY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")  # \Z: "$" would let a final line break through
 
 
 def is_masked(value: Any) -> bool:

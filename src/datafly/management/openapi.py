@@ -18,12 +18,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from datafly import __version__
+from datafly.destinations.base import Destination
+from datafly.destinations.registry import all_destinations
 from datafly.management.catalog import vendors
 from datafly.management.web import json_response
 
 __all__ = ["OPERATIONS", "openapi_document", "routes"]
 
 _OBJ: dict[str, Any] = {"type": "object", "additionalProperties": True}
+_ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_JSON_TYPES = {"string": "string", "integer": "integer", "boolean": "boolean", "mapping": "object"}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -60,7 +64,7 @@ OPERATIONS: list[tuple[str, str, str, str, dict[str, Any] | None, int, dict[str,
      None, 200, _ref("Integration")),
     ("patch", "/api/integrations/{integration_id}", "integrations",
      "Change an integration: preset, settings (a masked or empty secret keeps the stored one), consent, "
-     "sources, endpoint, mapping, fields (replaced as a whole), enabled", _ref("IntegrationInput"), 200, _ref("Integration")),
+     "sources, endpoint, mapping, fields (replaced as a whole), enabled", _ref("IntegrationChange"), 200, _ref("Integration")),
     ("delete", "/api/integrations/{integration_id}", "integrations", "Delete an integration", None, 200, _OBJ),
     ("post", "/api/integrations/{integration_id}/preview", "integrations",
      "The exact request a sample event would produce, with unsaved mapping and field-source changes",
@@ -72,7 +76,7 @@ OPERATIONS: list[tuple[str, str, str, str, dict[str, Any] | None, int, dict[str,
      201, _ref("Source")),
     ("get", "/api/sources/{source_id}", "sources", "One source with its page snippet", None, 200, _ref("Source")),
     ("patch", "/api/sources/{source_id}", "sources", "Change a source's origins or rate limit",
-     _ref("SourceInput"), 200, _ref("Source")),
+     _ref("SourceChange"), 200, _ref("Source")),
     ("delete", "/api/sources/{source_id}", "sources", "Revoke a source: its key stops working", None, 200, _OBJ),
     ("post", "/api/sources/{source_id}/rotate", "sources", "A new pipeline key; the old one stops working",
      None, 200, _ref("Source")),
@@ -133,9 +137,65 @@ _QUERY: dict[str, list[tuple[str, str]]] = {
 }
 
 
+def _settings_schema(destination: Destination) -> dict[str, Any]:
+    """A vendor's settings schema as JSON Schema (the rules of datafly.destinations.rules)."""
+    properties: dict[str, Any] = {}
+    for f in destination.settings_schema:
+        spec: dict[str, Any] = {"type": _JSON_TYPES.get(f.kind, "string"), "description": f.description}
+        if f.kind == "string" and f.least_length:
+            spec["minLength"] = f.least_length
+        if f.pattern:
+            spec["pattern"] = f"^(?:{f.pattern})$"
+        if f.format == "url":
+            spec["format"] = "uri"
+        if f.format == "headers":
+            spec["additionalProperties"] = {"type": "string"}
+        properties[f.name] = spec
+    return {
+        "type": "object",
+        "title": destination.vendor,
+        "properties": properties,
+        "required": [f.name for f in destination.settings_schema if f.required],
+    }
+
+
 def _schemas() -> dict[str, Any]:
     vendor_names = [v["vendor"] for v in vendors()]
+    preset_names = sorted({p["name"] for v in vendors() for p in v["presets"]})
     string_list = {"type": "array", "items": {"type": "string"}}
+    change: dict[str, Any] = {
+        "preset": {"type": "string", "enum": preset_names, "description": "one of the vendor's presets"},
+        "settings": {
+            "description": "the vendor's settings (GET /api/vendors/{vendor}); one of these shapes. "
+            "When changing, a masked or empty secret keeps the stored one",
+            "anyOf": [_settings_schema(d) for d in all_destinations().values()],
+        },
+        "consent": {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"}},
+        "sources": {"type": ["array", "null"], "items": {"type": "string"}, "description": "source ids"},
+        "endpoint": {
+            "type": ["string", "null"],
+            "format": "uri",
+            "description": "an http(s) URL replacing the vendor's; from the API it must not be on a "
+            "private or internal address unless management.allow_private_endpoints",
+        },
+        "mapping": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+        "events": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+        "fields": {
+            "type": "object",
+            "additionalProperties": {"type": ["string", "null"]},
+            "description": "field-source overrides: vendor field -> dotted event path "
+            "(properties.total), constant (=web), or null to remove the field",
+        },
+        "enabled": {"type": "boolean"},
+    }
+    source_change: dict[str, Any] = {
+        "origins": {
+            "type": "array",
+            "items": {"type": "string", "pattern": "^(https?://[^/\\s]+|\\*)$"},
+            "description": "origins allowed to send from a browser, such as https://shop.example.com",
+        },
+        "rate_limit": {"type": ["number", "null"], "minimum": 0, "description": "events per second"},
+    }
     return {
         "Error": {
             "type": "object",
@@ -215,24 +275,20 @@ def _schemas() -> dict[str, Any]:
         },
         "IntegrationInput": {
             "type": "object",
+            "description": "a new integration: vendor and settings, the rest optional",
             "properties": {
-                "id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+                "id": {"type": "string", "pattern": _ID_PATTERN},
                 "vendor": {"type": "string", "enum": vendor_names},
-                "preset": {"type": "string"},
-                "settings": {"type": "object", "description": "the vendor's settings schema"},
-                "consent": string_list,
-                "sources": {"type": ["array", "null"], "items": {"type": "string"}},
-                "endpoint": {"type": ["string", "null"]},
-                "mapping": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
-                "events": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
-                "fields": {
-                    "type": "object",
-                    "additionalProperties": {"type": ["string", "null"]},
-                    "description": "field-source overrides: vendor field -> dotted event path "
-                    "(properties.total), constant (=web), or null to remove the field",
-                },
-                "enabled": {"type": "boolean"},
+                **change,
             },
+            "required": ["vendor", "settings"],
+            "additionalProperties": False,
+        },
+        "IntegrationChange": {
+            "type": "object",
+            "description": "what changes; the rest stays (id and vendor cannot change)",
+            "properties": change,
+            "additionalProperties": False,
         },
         "Integration": {
             "type": "object",
@@ -256,7 +312,31 @@ def _schemas() -> dict[str, Any]:
         "PreviewInput": {
             "type": "object",
             "properties": {
-                "event": {"type": "object", "description": "a sample event (default: a realistic one)"},
+                "event": {
+                    "type": "object",
+                    "description": "a sample event as the gateway takes it (default: a realistic one); "
+                    "an event the gateway would refuse answers 400",
+                    "properties": {
+                        "type": {"type": "string", "enum": ["track", "page", "identify", "group"]},
+                        "event": {"type": "string"},
+                        "userId": {"type": "string"},
+                        "properties": {"type": "object"},
+                        "traits": {"type": "object"},
+                        "context": {
+                            "type": "object",
+                            "properties": {
+                                "page": {"type": "object", "properties": {"url": {"type": "string"}}},
+                                "consent": {
+                                    "type": "object",
+                                    "properties": {
+                                        "canonical": {"type": "object", "additionalProperties": {"type": "boolean"}}
+                                    },
+                                },
+                                "traits": {"type": "object"},
+                            },
+                        },
+                    },
+                },
                 "mapping": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
                 "fields": {
                     "type": ["object", "null"],
@@ -279,12 +359,11 @@ def _schemas() -> dict[str, Any]:
         },
         "SourceInput": {
             "type": "object",
-            "properties": {
-                "id": {"type": "string"},
-                "origins": string_list,
-                "rate_limit": {"type": ["number", "null"]},
-            },
+            "properties": {"id": {"type": "string", "pattern": _ID_PATTERN}, **source_change},
+            "required": ["id"],
+            "additionalProperties": False,
         },
+        "SourceChange": {"type": "object", "properties": source_change, "additionalProperties": False},
         "Source": {
             "type": "object",
             "properties": {

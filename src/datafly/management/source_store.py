@@ -14,8 +14,8 @@ from datafly.runtime import Runtime
 __all__ = ["SourceStore", "snippet"]
 
 KIND = "source"
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_ORIGIN = re.compile(r"^https?://[^/\s]+$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # \Z: "$" would let a final line break through
+_ORIGIN = re.compile(r"^https?://[^/\s]+\Z")
 
 
 def new_key() -> str:
