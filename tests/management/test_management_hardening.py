@@ -121,6 +121,23 @@ def test_a_password_change_made_with_a_token_keeps_that_token(server: Any) -> No
     assert other.get("/api/me").status == 401 and session.get("/api/me").status == 401
 
 
+def test_recovering_access_through_the_environment_ends_sessions_and_tokens(serve: Any, tmp_path: Path) -> None:
+    home = tmp_path / "recovered"
+    first = serve(BASE_CONFIG, home=home)
+    api = login(first.url)
+    token = api.post("/api/tokens", {"name": "leaked"}).json()["token"]
+    first.stop()
+    second = serve(BASE_CONFIG, home=home, env={"DATAFLY_ADMIN_PASSWORD": "recovered-password"})
+    assert Client(second.url, token).get("/api/me").status == 401
+    assert Client(second.url).post("/api/login", {"username": "admin", "password": ADMIN_PASSWORD}).status == 401
+    recovered = login(second.url, "recovered-password")
+    assert recovered.get("/api/tokens").json()["tokens"] == []
+    new_token = recovered.post("/api/tokens", {"name": "new"}).json()["token"]
+    second.stop()
+    third = serve(BASE_CONFIG, home=home, env={"DATAFLY_ADMIN_PASSWORD": "recovered-password"})  # the same
+    assert Client(third.url, new_token).get("/api/me").status == 200  # nothing replaced, nothing revoked
+
+
 def test_logout_with_an_api_token_revokes_it(api: Client, server: Any) -> None:
     created = api.post("/api/tokens", {"name": "ci"}).json()
     script = Client(server.url, created["token"])

@@ -2,7 +2,8 @@
 
 - Users are documents (kind ``user``) with an Argon2id password hash. The first admin is
   ``admin`` with ``DATAFLY_ADMIN_PASSWORD``; while its password was never changed in the UI,
-  a new value of the variable replaces it at the next start (the way to recover access).
+  a new value of the variable replaces it at the next start (the way to recover access), and
+  then every session and API token of ``admin`` ends as after a password change.
 - A login opens a session (kind ``session``, stored by the SHA-256 of its token, never the
   token). It ends after ``DATAFLY_SESSION_IDLE`` seconds without use (default 2 h) and at the
   latest ``DATAFLY_SESSION_MAX`` seconds after login (default 24 h).
@@ -164,6 +165,15 @@ class Authenticator:
             ADMIN,
             {"password_hash": await self._hash(password), "password_from": "env", "created_at": self.clock()},
         )
+        if existing is not None:  # a new password from the environment: access recovered, as after a change
+            ended = await self._revoke_all("session", ADMIN, keep="")
+            revoked = await self._revoke_all("token", ADMIN, keep="")
+            log.warning(
+                "the admin password was replaced from DATAFLY_ADMIN_PASSWORD: %d session(s) ended, "
+                "%d API token(s) revoked",
+                ended,
+                revoked,
+            )
 
     async def _hash(self, password: str) -> str:
         return await asyncio.to_thread(self.hasher.hash, password)
