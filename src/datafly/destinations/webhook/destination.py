@@ -1,3 +1,11 @@
+"""The generic webhook: POSTs each event's canonical JSON (or ``{"batch": [...]}``) to your URL.
+
+Hostile values: the event travels only in the JSON body, unchanged (any text is a valid JSON
+string there, ``context.ip`` and ``context.userAgent`` included, as received); no header or URL
+is built from the event. The headers are the integration's own (``settings.headers``) and the
+``X-Signature`` hex digest.
+"""
+
 from __future__ import annotations
 
 import hashlib
