@@ -38,6 +38,16 @@ ROUTES: dict[str, str | None] = {
 _OK = orjson.dumps({"success": True})
 
 
+def header_text(value: bytes) -> str:
+    """A header value as text: UTF-8 when it is (browsers send a non-ASCII User-Agent so), else
+    latin-1, which reads any bytes; at most 1,024 characters."""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = value.decode("latin-1")
+    return text[:1024]
+
+
 def _cookie_pattern(name: str) -> re.Pattern[bytes]:
     """The visitor cookie in a Cookie header: its first valid value (letters, digits, ``_.-``, at
     most 128, quotes around it allowed), as splitting the header on ``;`` would find it."""
@@ -177,7 +187,7 @@ class Ingest:
             meta = {
                 "s": source.id,
                 "ip": self.client_address(scope, headers),
-                "ua": headers.get(b"user-agent", b"").decode("latin-1"),
+                "ua": header_text(headers.get(b"user-agent", b"")),
                 "v": visitor,
                 "at": time.time(),
                 "t": forced_type,
