@@ -186,6 +186,8 @@ class VendorClient:
             self._abandon(handle)
             raise
         latency_ms = (time.perf_counter() - transfer.started) * 1000
+        if request.body is not None:  # an idle handle would keep the body alive (a batch: megabytes)
+            handle.setopt(pycurl.POSTFIELDS, b"")
         errno = transfer.errno
         if errno:
             error = f"timed out after {timeout:g}s" if errno == pycurl.E_OPERATION_TIMEDOUT else transfer.error

@@ -233,6 +233,7 @@ class IntegrationWorker:
             if items:
                 self._held += len(items)
                 await self._prepare_in_parts(items)
+            del items  # not held while the next lease waits
 
     def _has_room(self) -> bool:
         # Lease again when half a lease is left and at most two are out: enough to keep every lane
@@ -294,6 +295,7 @@ class IntegrationWorker:
                 answers = exc
             self._answers.append((unit, answers))
             self._settle_ready.set()
+            del unit, answers  # a lane waiting for work holds no request (a batch body: megabytes)
 
     async def _attempt(self, request: OutboundRequest) -> Answer:
         """Send one request; what it raises (it could not be encoded, a client bug) is its answer,
@@ -356,6 +358,7 @@ class IntegrationWorker:
                 self._wake_feeder()
             if batch.retries:  # back in the queue, due soon: the feeder may be waiting for a later time
                 self.backend.notify(self.channel)
+            del batch, answers  # nothing of a settled lease stays in memory while the settler waits
             if self._closing and not self._settle_ready.is_set():
                 return
 
