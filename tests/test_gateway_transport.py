@@ -20,11 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ServerProcess
 from datafly.config import load_config
 from datafly.errors import BadRequest, ConfigError
 from datafly.gateway.body import decode_body
 from http_client import get, post
+from server_process import ServerProcess
 from standins import WebhookStandIn
 
 KEY = "dk_test_transport"
