@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import ServerProcess  # noqa: E402
 from datafly.config import Config  # noqa: E402
-from datafly.store.scaled import open_scaled_backend  # noqa: E402
+from datafly.store.scaled.backend import open_scaled_backend  # noqa: E402
 from scaled.cluster import KEY, AnsweringWebhook, cluster_config, make_events  # noqa: E402
 from scaled.servers import PostgresServer, RedisServer, scaled_config  # noqa: E402
 

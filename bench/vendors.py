@@ -56,7 +56,7 @@ from datafly.delivery.worker import IntegrationWorker  # noqa: E402
 from datafly.destinations.base import Formatted, Item, OutboundRequest, Skip, event_key  # noqa: E402
 from datafly.destinations.registry import get_destination  # noqa: E402
 from datafly.observe import DebugBus, Metrics  # noqa: E402
-from datafly.store.embedded import EmbeddedBackend  # noqa: E402
+from datafly.store.embedded.backend import EmbeddedBackend  # noqa: E402
 from datafly.store.records import InboundEvent, NewDelivery  # noqa: E402
 
 CODE = "BenchCampaignCode0123456789abcde"

@@ -29,7 +29,7 @@ from datafly.destinations.base import (
 from datafly.destinations.registry import get_destination
 from datafly.destinations.webhook.destination import WebhookDestination
 from datafly.observe import DebugBus, Metrics
-from datafly.store.embedded import EmbeddedBackend
+from datafly.store.embedded.backend import EmbeddedBackend
 from datafly.store.records import InboundEvent, NewDelivery
 from standins import WebhookStandIn
 

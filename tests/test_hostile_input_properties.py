@@ -28,8 +28,8 @@ from datafly.gateway.ingest import Ingest
 from datafly.gateway.sources import SourceIndex
 from datafly.observe import DebugBus, Metrics
 from datafly.processing.routing import Route
-from datafly.processor import Processor
-from datafly.store.embedded import EmbeddedBackend
+from datafly.processor.loop import Processor
+from datafly.store.embedded.backend import EmbeddedBackend
 from datafly.store.records import UNPROCESSABLE
 from hostile_inputs import bodies
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from datafly.store.sqlite_db import TickCommitter
+from datafly.store.embedded.sqlite import TickCommitter
 from e2e_support import wait_until
 from standins import WebhookStandIn
 from test_pipeline import hook_integration, make_config, send, wait_events

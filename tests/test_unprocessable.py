@@ -16,12 +16,12 @@ from typing import Any
 import orjson
 import pytest
 
-import datafly.processor as processor_module
+import datafly.processor.loop as processor_module
 from datafly.config import ProcessingConfig
 from datafly.observe import DebugBus, Metrics
 from datafly.processing.routing import Route
-from datafly.processor import Processor
-from datafly.store.embedded import EmbeddedBackend
+from datafly.processor.loop import Processor
+from datafly.store.embedded.backend import EmbeddedBackend
 from datafly.store.records import UNPROCESSABLE, dedup_key, message_id_of
 
 

@@ -39,9 +39,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     import uvicorn
 
-    from datafly.app import DataflyApp
     from datafly.gateway.protocol import gateway_protocol
-    from datafly.runtime import Runtime
+    from datafly.runtime.app import DataflyApp
+    from datafly.runtime.roles import Runtime
 
     _Server = _server_class()
     logging.basicConfig(
@@ -100,7 +100,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 1
-    from datafly.runtime import open_backend
+    from datafly.runtime.roles import open_backend
 
     backend = open_backend(config, home_dir())
     migrate = getattr(backend, "migrate", None)

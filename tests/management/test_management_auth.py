@@ -54,7 +54,7 @@ def test_openapi_is_public_and_valid(server: Any) -> None:
 
 def test_every_route_is_documented() -> None:
     from datafly.management.app import api_routes
-    from datafly.management.openapi import openapi_document
+    from datafly.management.routes.openapi import openapi_document
 
     paths = openapi_document()["paths"]
     for route in api_routes():

@@ -40,10 +40,10 @@ def own_servers(tmp_path: Path) -> Iterator[tuple[RedisServer, PostgresServer]]:
 
 def open_backend(kind: str, home: Path, urls: dict[str, str] | None = None) -> Backend:
     if kind == "embedded":
-        from datafly.store.embedded import EmbeddedBackend
+        from datafly.store.embedded.backend import EmbeddedBackend
 
         return EmbeddedBackend(str(home))
-    from datafly.store.scaled import open_scaled_backend
+    from datafly.store.scaled.backend import open_scaled_backend
 
     assert urls is not None
     return open_scaled_backend(Config(storage=urls["storage"], queue=urls["queue"]), str(home))

@@ -174,7 +174,7 @@ def test_postgres_unavailable_while_ingesting(
         # the delivery log caught up from the sink once PostgreSQL was back
         import asyncio
 
-        from datafly.store.postgres import PostgresStore
+        from datafly.store.scaled.postgres import PostgresStore
 
         async def logged() -> set[str]:
             store = PostgresStore(urls["storage"])

@@ -12,8 +12,8 @@ import pytest
 from datafly.config import Config
 from datafly.errors import StorageUnavailable
 from datafly.store.records import NewDelivery
-from datafly.store.redis_queue import CONSUMERS, SHARDS
-from datafly.store.scaled import LostShard, ScaledBackend, open_scaled_backend
+from datafly.store.scaled.backend import LostShard, ScaledBackend, open_scaled_backend
+from datafly.store.scaled.redis_queue import CONSUMERS, SHARDS
 
 from .servers import free_port
 
@@ -162,7 +162,7 @@ async def test_shared_rate_limit(processes: Opener) -> None:
 
 def test_a_request_of_many_visitors_is_split_by_shard() -> None:
     from datafly.processing.normalise import events_in
-    from datafly.store.redis_queue import by_shard, shard_of
+    from datafly.store.scaled.redis_queue import by_shard, shard_of
 
     meta = {"s": "web", "ip": "1.2.3.4", "ua": "x", "v": "cookie", "at": 1.0, "t": None, "w": "batch"}
     events = [{"type": "track", "event": "e", "anonymousId": f"visitor-{i}"} for i in range(6)]

@@ -17,15 +17,15 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from datafly.gateway.asgi import ASGIApp
-from datafly.management import accounts, dead_letters, integrations, openapi, pages, sources, status
 from datafly.management.auth import Authenticator
 from datafly.management.context import Context
 from datafly.management.guard import Guard
 from datafly.management.integration_store import IntegrationStore
+from datafly.management.routes import accounts, dead_letters, integrations, openapi, pages, sources, status
 from datafly.management.secrets import SecretBox
 from datafly.management.source_store import SourceStore
 from datafly.management.web import ApiError, json_response
-from datafly.runtime import Runtime
+from datafly.runtime.roles import Runtime
 
 __all__ = ["api_routes", "create_management_app"]
 

@@ -10,7 +10,7 @@ from datafly.management.auth import Authenticator, Principal
 from datafly.management.integration_store import IntegrationStore
 from datafly.management.secrets import SecretBox
 from datafly.management.source_store import SourceStore
-from datafly.runtime import Runtime
+from datafly.runtime.roles import Runtime
 
 __all__ = ["Context", "context_of", "principal_of"]
 

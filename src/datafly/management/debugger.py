@@ -22,7 +22,7 @@ import orjson
 from datafly.destinations.base import event_key
 from datafly.destinations.registry import get_destination
 from datafly.management.redact import redact
-from datafly.runtime import Runtime
+from datafly.runtime.roles import Runtime
 
 __all__ = ["StreamFilter", "all_secrets", "event_stream", "journey", "shape_entry"]
 

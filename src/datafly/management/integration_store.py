@@ -21,7 +21,7 @@ from datafly.destinations.registry import get_destination
 from datafly.management.endpoints import endpoint_problem
 from datafly.management.secrets import SecretBox, SecretUnreadable
 from datafly.management.web import ApiError
-from datafly.runtime import Runtime
+from datafly.runtime.roles import Runtime
 
 __all__ = ["IntegrationStore", "is_masked"]
 

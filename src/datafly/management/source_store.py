@@ -9,7 +9,7 @@ from typing import Any
 
 from datafly.config import Source
 from datafly.management.web import ApiError
-from datafly.runtime import Runtime
+from datafly.runtime.roles import Runtime
 
 __all__ = ["SourceStore", "snippet"]
 

@@ -44,7 +44,6 @@ from redis.exceptions import ResponseError
 
 from datafly.processing.normalise import events_in
 from datafly.processing.profile import Profile
-from datafly.store import redis_scripts
 from datafly.store.records import (
     UNPROCESSABLE,
     DeadLetter,
@@ -57,6 +56,7 @@ from datafly.store.records import (
     message_id_of,
 )
 from datafly.store.records import Retry as RetryRow
+from datafly.store.scaled import redis_scripts
 
 SHARDS = 16
 PROCESSORS_GROUP = "processors"

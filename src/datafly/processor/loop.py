@@ -50,7 +50,7 @@ _GROUP = 500  # events per commit
 # burst ends. (The groups are small so that the pause, capped at _MAX_PAUSE to resume quickly,
 # stays 9x the group: 500 events took ~60 ms on a slow machine, and a capped 100 ms pause gave
 # processing ~40% of the loop in the middle of a flood.) See docs/architecture.md, and
-# processor_process.py for the processor in a process of its own.
+# processor/child.py for the processor in a process of its own.
 _BUSY_GROUP = 25
 _YIELD_FACTOR = 9.0
 _MAX_PAUSE = 0.1

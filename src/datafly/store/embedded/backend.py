@@ -19,7 +19,8 @@ import orjson
 from datafly.errors import DataflyError, StorageUnavailable
 from datafly.processing.profile import Profile
 from datafly.store.base import Backend
-from datafly.store.embedded_schema import INBOX_SCHEMA, migrate
+from datafly.store.embedded.schema import INBOX_SCHEMA, migrate
+from datafly.store.embedded.sqlite import SqliteDatabase, TickCommitter
 from datafly.store.home import private_file, private_home
 from datafly.store.records import (
     UNPROCESSABLE,
@@ -34,7 +35,6 @@ from datafly.store.records import (
     stored_json,
 )
 from datafly.store.signals import LocalSignals
-from datafly.store.sqlite_db import SqliteDatabase, TickCommitter
 
 _QUEUE_COLUMNS = "id, integration_id, message_id, mapping, first_in_session, event, attempts, enqueued_at"
 
@@ -106,7 +106,7 @@ class EmbeddedBackend(Backend):
         self._cursor = 0
         self._signals = LocalSignals()
         self._leases: dict[str, dict[int, float]] = {}
-        # called after every append (the processor's process is woken through it, see processor_process)
+        # called after every append (the processor's process is woken through it, see processor/child.py)
         self.inbound_listener: Callable[[], None] | None = None
         self.requests_in_flight = requests_in_flight  # the gateway's, see TickCommitter
 

@@ -61,7 +61,7 @@ class Migration:
 
 def migrations() -> list[Migration]:
     found = []
-    for entry in importlib.resources.files("datafly.store.pg_migrations").iterdir():
+    for entry in importlib.resources.files("datafly.store.scaled.pg_migrations").iterdir():
         match = _MIGRATION_NAME.match(entry.name)
         if match:
             found.append(Migration(int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))

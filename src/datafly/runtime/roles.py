@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from datafly import memory
 from datafly.config import Config, Integration
 from datafly.delivery.http import VendorClient
 from datafly.delivery.worker import IntegrationWorker
@@ -25,12 +24,13 @@ from datafly.destinations.registry import get_destination
 from datafly.gateway.sources import SourceIndex
 from datafly.integrations import IntegrationSet
 from datafly.observe import Activity, DebugBus, Metrics
-from datafly.processor import Processor
-from datafly.processor_process import ProcessorProcess
+from datafly.processor.child import ProcessorProcess
+from datafly.processor.loop import Processor
+from datafly.runtime import memory
 from datafly.store.base import Backend
 
 if TYPE_CHECKING:
-    from datafly.store.embedded import EmbeddedBackend
+    from datafly.store.embedded.backend import EmbeddedBackend
 
 log = logging.getLogger("datafly")
 ROLES = ("all", "gateway", "processor", "delivery")
@@ -43,10 +43,10 @@ def open_backend(config: Config, home: str, requests_in_flight: Callable[[], int
     if config.storage or config.queue:
         import importlib
 
-        scaled = importlib.import_module("datafly.store.scaled")
+        scaled = importlib.import_module("datafly.store.scaled.backend")
         backend: Backend = scaled.open_scaled_backend(config, home)
         return backend
-    from datafly.store.embedded import EmbeddedBackend
+    from datafly.store.embedded.backend import EmbeddedBackend
 
     return EmbeddedBackend(home, os.environ.get("DATAFLY_SQLITE_SYNCHRONOUS", "FULL"), requests_in_flight)
 
@@ -123,9 +123,9 @@ class Runtime:
 
     def _processor_child_backend(self) -> EmbeddedBackend | None:
         """The embedded backend when the processor is to run in a child process of its own
-        (``DATAFLY_PROCESSOR=process``, embedded storage, role ``all``: processor_process.py);
+        (``DATAFLY_PROCESSOR=process``, embedded storage, role ``all``: processor/child.py);
         None by default, where every role runs in this process, as the contract says."""
-        from datafly.store.embedded import EmbeddedBackend
+        from datafly.store.embedded.backend import EmbeddedBackend
 
         wanted = os.environ.get("DATAFLY_PROCESSOR", "").lower() == "process"
         if wanted and self.role == "all" and isinstance(self.backend, EmbeddedBackend):

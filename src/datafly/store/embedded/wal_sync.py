@@ -20,7 +20,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from datafly.children import die_with_parent
+from datafly.runtime.children import die_with_parent
 
 _TOKEN = struct.Struct("<q")
 _FAILED = 1 << 62
@@ -39,7 +39,7 @@ class WalSyncer:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "datafly.store.wal_sync", self.wal_path, str(os.getpid())],
+            [sys.executable, "-m", "datafly.store.embedded.wal_sync", self.wal_path, str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             bufsize=0,

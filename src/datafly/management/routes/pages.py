@@ -21,11 +21,11 @@ from datafly.management.context import context_of, principal_of
 from datafly.management.debugger import all_secrets
 from datafly.management.health import health_report
 from datafly.management.redact import redact
-from datafly.management.sources import base_url
+from datafly.management.routes.sources import base_url
 
 __all__ = ["UI_DIR", "routes", "safe_next"]
 
-UI_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ui")
+UI_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "ui")
 _env = Environment(
     loader=FileSystemLoader(os.path.join(UI_DIR, "templates")),
     autoescape=select_autoescape(["html"]),

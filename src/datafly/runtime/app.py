@@ -18,7 +18,7 @@ from datafly.gateway.asgi import (
 )
 from datafly.gateway.collector_asset import CollectorAsset
 from datafly.gateway.ingest import ROUTES, Ingest
-from datafly.runtime import Runtime
+from datafly.runtime.roles import Runtime
 
 log = logging.getLogger("datafly")
 

@@ -36,7 +36,6 @@ from datafly.errors import DataflyError, StorageUnavailable
 from datafly.processing.profile import Profile
 from datafly.store.base import Backend
 from datafly.store.home import private_home
-from datafly.store.postgres import PostgresStore
 from datafly.store.records import (
     UNPROCESSABLE,
     DeadLetter,
@@ -47,7 +46,8 @@ from datafly.store.records import (
     Retry,
     Unprocessable,
 )
-from datafly.store.redis_queue import WAKE, LostShard, RedisQueue, connect
+from datafly.store.scaled.postgres import PostgresStore
+from datafly.store.scaled.redis_queue import WAKE, LostShard, RedisQueue, connect
 from datafly.store.signals import LocalSignals
 
 __all__ = ["LostShard", "ScaledBackend", "open_scaled_backend"]

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from datafly.store.wal_sync import WalSyncer
+from datafly.store.embedded.wal_sync import WalSyncer
 
 T = TypeVar("T")
 log = logging.getLogger("datafly.store")

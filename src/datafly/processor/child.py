@@ -36,13 +36,13 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from datafly import memory
-from datafly.children import die_with_parent
 from datafly.config import ProcessingConfig
 from datafly.integrations import IntegrationSet
 from datafly.observe import DebugBus, Metrics
 from datafly.processing.routing import Route
-from datafly.store.embedded import EmbeddedBackend
+from datafly.runtime import memory
+from datafly.runtime.children import die_with_parent
+from datafly.store.embedded.backend import EmbeddedBackend
 
 log = logging.getLogger("datafly.processor")
 _NICE = 10  # the child's scheduling priority below the gateway's (measured: 5 took CPU from it)
@@ -297,7 +297,7 @@ def child_main(processing: ProcessingConfig, home: str, synchronous: str, conn: 
 
 
 async def _child(processing: ProcessingConfig, home: str, synchronous: str, conn: Connection) -> None:
-    from datafly.processor import Processor
+    from datafly.processor.loop import Processor
 
     loop = asyncio.get_running_loop()
     gone = asyncio.Event()  # the parent closed the pipe (it died): stop at once
