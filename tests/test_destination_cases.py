@@ -9,8 +9,10 @@ A case file is plain data::
 
 Case keys:
 
-- ``settings``, ``endpoint`` (override, optional), ``now`` (ISO 8601 or epoch seconds: passed to
-  ``format_item(..., now=...)`` when the destination accepts it).
+- ``settings``, ``endpoint`` (override, optional), ``fields`` (the integration's field-source
+  overrides, optional), ``now`` (ISO 8601 or epoch seconds: passed to ``format_item(...,
+  now=...)`` when the destination accepts it). Items go through ``format_for``, the path the
+  delivery worker and the mapping preview take.
 - ``items``: ``[{"id", "event", "mapping", "first_in_session"?}]``.
 - format/batch: ``expect: {"requests": [request...], "skips": {item_id: reason}}`` where a request
   is checked on the keys it names: ``method``, ``url``, ``headers`` (exact), ``json`` (body parsed),
@@ -119,7 +121,8 @@ def epoch(value: Any) -> float | None:
 def format_items(destination: Destination, spec: dict[str, Any]) -> tuple[list[Formatted], dict[str, str]]:
     settings = spec.get("settings", {})
     accepts_now = "now" in inspect.signature(destination.format_item).parameters
-    extra = {"now": epoch(spec.get("now"))} if accepts_now else {}
+    now = epoch(spec.get("now")) if accepts_now else None
+    fields = spec.get("fields")  # the integration's field-source overrides, as in production
     formatted: list[Formatted] = []
     skips: dict[str, str] = {}
     for raw in spec["items"]:
@@ -129,7 +132,7 @@ def format_items(destination: Destination, spec: dict[str, Any]) -> tuple[list[F
             mapping=raw.get("mapping", ""),
             first_in_session=raw.get("first_in_session", False),
         )
-        result = destination.format_item(item, settings, **extra)
+        result = destination.format_for(item, settings, fields, now=now)
         if isinstance(result, Skip):
             skips[item.id] = result.reason
         else:

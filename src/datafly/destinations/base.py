@@ -235,7 +235,8 @@ class Destination:
     """Base class of a vendor destination. Subclasses live in ``destinations/<vendor>/``.
 
     Class attributes are data: the settings schema, the presets (loaded from ``presets.yaml``
-    beside the module), batching bounds. Methods are pure.
+    beside the module), batching bounds; the UI copy is ``ui.yaml`` beside the module
+    (:meth:`guide`). Methods are pure.
     """
 
     vendor: ClassVar[str]
@@ -249,6 +250,19 @@ class Destination:
     fields_at: ClassVar[str | None] = None  # payload key holding the vendor fields; None: the payload
     reserved_fields: ClassVar[Mapping[str, str]] = {}  # field -> why an override is refused
     known_fields: ClassVar[tuple[str, ...]] = ()  # the vendor's field names, as suggestions in the UI
+    _guide: ClassVar[VendorGuide | None] = None
+
+    @classmethod
+    def guide(cls) -> VendorGuide:
+        """The vendor's UI copy: ``ui.yaml`` beside the module that defines the class."""
+        cached = cls.__dict__.get("_guide")
+        if cached is None:
+            import inspect
+            import os
+
+            cached = load_guide(os.path.dirname(inspect.getfile(cls)))
+            cls._guide = cached
+        return cached
 
     @classmethod
     def secret_fields(cls) -> tuple[str, ...]:
@@ -265,11 +279,19 @@ class Destination:
         raise NotImplementedError
 
     def format_for(
-        self, item: Item, settings: Settings, sources: Mapping[str, str | None] | None = None
+        self,
+        item: Item,
+        settings: Settings,
+        sources: Mapping[str, str | None] | None = None,
+        now: float | None = None,
     ) -> Formatted | Skip:
         """:meth:`format_item`, then the integration's field-source overrides: what the delivery
-        worker and the mapping preview both send."""
-        shaped = self.format_item(item, settings)
+        worker, the mapping preview and the golden cases all send. ``now`` (golden cases only) is
+        passed to a ``format_item`` that takes the time."""
+        if now is None:
+            shaped = self.format_item(item, settings)
+        else:
+            shaped = self.format_item(item, settings, now=now)  # type: ignore[call-arg]
         if isinstance(shaped, Skip) or not sources:
             return shaped
         return self.apply_field_sources(shaped, item.event, sources)
@@ -366,6 +388,39 @@ def event_key(event: Event) -> str:
     """The key an event is mapped by: ``page``, ``identify``, ``group``, or a track event's name."""
     kind = event.get("type", "")
     return str(event.get("event", "")) if kind == "track" else str(kind)
+
+
+@dataclass(frozen=True)
+class VendorGuide:
+    """What the UI says about a vendor, read from ``ui.yaml`` in its folder (copy is data)."""
+
+    summary: str = ""
+    consent_hint: str = ""
+    suggested_consent: tuple[str, ...] = ()
+    mapping_label: str = "Mapping"
+    setup: tuple[str, ...] = ()  # steps to get the credentials and settings
+    troubleshooting: Mapping[str, str] = field(default_factory=dict)  # symptom or status -> what to do
+
+
+def load_guide(folder: str) -> VendorGuide:
+    """Read ``ui.yaml`` of a destination folder (absent: an empty guide)."""
+    import os
+
+    import yaml
+
+    path = os.path.join(folder, "ui.yaml")
+    if not os.path.exists(path):
+        return VendorGuide()
+    with open(path, encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh) or {}
+    return VendorGuide(
+        summary=str(raw.get("summary", "")),
+        consent_hint=str(raw.get("consent_hint", "")),
+        suggested_consent=tuple(str(c) for c in raw.get("suggested_consent", ())),
+        mapping_label=str(raw.get("mapping_label", "Mapping")),
+        setup=tuple(str(step) for step in raw.get("setup", ())),
+        troubleshooting={str(k): str(v) for k, v in (raw.get("troubleshooting") or {}).items()},
+    )
 
 
 def load_presets(folder: str) -> dict[str, Preset]:

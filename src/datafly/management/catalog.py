@@ -11,42 +11,21 @@ from typing import Any
 from datafly.destinations.base import Destination
 from datafly.destinations.registry import all_destinations
 
-__all__ = ["CONSENT_CATEGORIES", "VENDOR_NOTES", "sample_event", "vendor_view", "vendors"]
+__all__ = ["CONSENT_CATEGORIES", "sample_event", "vendor_view", "vendors"]
 
 CONSENT_CATEGORIES = ("marketing", "advertising", "analytics", "functional", "personalisation")
 
-# what the vendor documents say about each vendor, for the library cards and forms
-VENDOR_NOTES: dict[str, dict[str, Any]] = {
-    "exactag": {
-        "summary": "Page impressions and onsite conversions for multi-touch attribution.",
-        "consent_hint": "Typically marketing or advertising.",
-        "suggested_consent": ["marketing"],
-        "mapping_label": "Exactag sitegroup",
-    },
-    "rokt": {
-        "summary": "Conversions with click ids and hashed identities, for closed-loop attribution.",
-        "consent_hint": "Select the category that governs advertising (typically advertising or marketing).",
-        "suggested_consent": ["advertising"],
-        "mapping_label": "Rokt conversionType",
-    },
-    "webhook": {
-        "summary": "Every event as JSON to your own HTTPS endpoint, optionally signed.",
-        "consent_hint": "Leave empty to forward every event, or gate it like any other vendor.",
-        "suggested_consent": [],
-        "mapping_label": "Event type",
-    },
-}
-
-
 def vendor_view(destination: Destination) -> dict[str, Any]:
-    notes = VENDOR_NOTES.get(destination.vendor, {})
+    guide = destination.guide()
     return {
         "vendor": destination.vendor,
         "title": destination.title,
-        "summary": notes.get("summary", ""),
-        "consent_hint": notes.get("consent_hint", ""),
-        "suggested_consent": notes.get("suggested_consent", []),
-        "mapping_label": notes.get("mapping_label", "Mapping"),
+        "summary": guide.summary,
+        "consent_hint": guide.consent_hint,
+        "suggested_consent": list(guide.suggested_consent),
+        "mapping_label": guide.mapping_label,
+        "setup": list(guide.setup),
+        "troubleshooting": dict(guide.troubleshooting),
         "default_endpoint": destination.default_endpoint or None,
         "batch_size": destination.max_batch,
         "fields": list(destination.known_fields),  # suggestions for the field-source overrides
