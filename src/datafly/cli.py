@@ -103,16 +103,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from datafly.runtime.roles import open_backend
 
     backend = open_backend(config, home_dir())
-    migrate = getattr(backend, "migrate", None)
 
     async def run() -> int:
-        if migrate is not None:
-            version = await migrate()
-        else:
+        version = await backend.migrate()
+        if version is None:  # migrates when it starts
             await backend.start()
             await backend.close()
-            version = "current"
-        print(f"schema at version {version}")
+        print(f"schema at version {version if version is not None else 'current'}")
         return 0
 
     return asyncio.run(run())

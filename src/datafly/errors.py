@@ -3,6 +3,7 @@
 DataflyError
 ├── ConfigError          a config file that cannot be used (lists every problem)
 ├── BadRequest           a client request the gateway refuses (carries the HTTP status)
+├── InvalidId            an id a user named that no backend could have issued (a 400)
 └── StorageUnavailable   the storage behind the gateway cannot be reached right now
 """
 
@@ -24,6 +25,10 @@ class BadRequest(DataflyError):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class InvalidId(DataflyError, ValueError):
+    pass
 
 
 class StorageUnavailable(DataflyError):

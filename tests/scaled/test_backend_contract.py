@@ -6,7 +6,9 @@ import asyncio
 import time
 
 import orjson
+import pytest
 
+from datafly.errors import InvalidId
 from datafly.processing.profile import Profile
 from datafly.store.base import Backend
 from datafly.store.records import (
@@ -228,3 +230,22 @@ async def test_dedup_keys_are_per_source(backend: Backend) -> None:
         )
     keys = [dedup_key(source, "same") for source in "abc"]
     assert await backend.seen_message_ids(keys, 0) == set(keys[:2])
+
+
+async def test_ids_no_backend_issued_are_refused_alike(backend: Backend) -> None:
+    """Replaying or discarding by an id that is not a number is refused on both backends (the API
+    answers 400); an id that is a number but unknown touches nothing."""
+    for bad in (["x1"], ["1; DROP TABLE dead_letters"], ["-1"], [""]):
+        with pytest.raises(InvalidId):
+            await backend.replay_dead_letters(bad, None, time.time())
+        with pytest.raises(InvalidId):
+            await backend.discard_dead_letters(bad, None)
+    assert await backend.replay_dead_letters(["999999"], None, time.time()) == 0
+
+
+async def test_append_log_writes_rows_outside_a_settle(backend: Backend) -> None:
+    await backend.append_log([LogRow(time.time(), "hook", ("m-log",), "filtered", "consent: marketing")])
+    rows = await backend.delivery_log(message_id="m-log")
+    assert [(r["integration_id"], r["message_ids"], r["outcome"], r["reason"]) for r in rows] == [
+        ("hook", ["m-log"], "filtered", "consent: marketing")
+    ]

@@ -117,10 +117,9 @@ class Ingest:
         if not source.rate_limit:
             return 0.0
         capacity = max(source.rate_limit, 100.0)
-        shared = getattr(self.backend, "take_tokens", None)
+        shared = await self.backend.take_tokens(f"source:{source.id}", source.rate_limit, capacity, count)
         if shared is not None:
-            wait: float = await shared(f"source:{source.id}", source.rate_limit, capacity, count)
-            return wait
+            return shared
         bucket = self._buckets.get(source.id)
         if bucket is None or bucket.rate != source.rate_limit:
             bucket = self._buckets[source.id] = TokenBucket(source.rate_limit, capacity)

@@ -110,7 +110,7 @@ class Runtime:
                 self.config.processing,
                 self.metrics,
                 self.bus,
-                cache_profiles=getattr(self.backend, "single_process", True),
+                cache_profiles=self.backend.single_process,
                 gateway_busy=self.gateway_activity.saturated,
             )
             self._tasks.append(asyncio.create_task(self.processor.run(self._stop), name="processor"))
@@ -173,10 +173,9 @@ class Runtime:
                 depths = await self.backend.queue_depths()
                 for integration in self.integrations.all():
                     self.metrics.queue_depth.labels(integration.id).set(depths.get(integration.id, 0))
-                prune = getattr(self.backend, "prune", None)
-                if prune is not None and self.runs_processor:
+                if self.runs_processor:
                     now = time.time()
-                    await prune(now - self.config.processing.dedup_window, now - 7 * 86400)
+                    await self.backend.prune(now - self.config.processing.dedup_window, now - 7 * 86400)
             except Exception:
                 log.exception("housekeeping failed")
             for _ in range(6):  # free memory back to the system every 5 s (bench/soak.py)

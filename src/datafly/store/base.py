@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from datafly.processing.profile import Profile
 from datafly.store.records import (
@@ -24,6 +24,12 @@ from datafly.store.records import (
 
 
 class Backend(abc.ABC):
+    """Capabilities that differ between backends are declared here with their defaults (the
+    embedded backend's), never discovered with ``getattr``."""
+
+    single_process: ClassVar[bool] = True
+    """Whether one processor owns the profiles (it may cache them). False on scale-out."""
+
     # lifecycle -------------------------------------------------------------------------
     @abc.abstractmethod
     async def start(self) -> None: ...
@@ -33,6 +39,19 @@ class Backend(abc.ABC):
 
     async def healthy(self) -> bool:
         return True
+
+    async def migrate(self) -> int | None:
+        """Apply schema migrations and return the schema version; None when the backend
+        migrates by itself when it starts (embedded)."""
+        return None
+
+    async def prune(self, seen_before: float, log_before: float) -> None:  # noqa: B027 - optional
+        """Forget dedup ids and log rows older than these times (where they do not expire alone)."""
+
+    async def take_tokens(self, bucket: str, rate: float, capacity: float, count: int) -> float | None:
+        """A rate-limit bucket shared by every gateway: 0 when ``count`` tokens were taken, else
+        the seconds to wait; None when the backend has none (each gateway keeps its own)."""
+        return None
 
     # gateway -----------------------------------------------------------------------------
     @abc.abstractmethod
@@ -112,9 +131,9 @@ class Backend(abc.ABC):
         self, integration_id: str | None = None, message_id: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]: ...
 
+    @abc.abstractmethod
     async def append_log(self, rows: Sequence[LogRow]) -> None:
         """Write log rows outside a settle (for example filtered events)."""
-        await self.settle("", (), (), (), rows)
 
     # management documents (UI-managed integrations, sources, users, tokens, sessions) ----------
     @abc.abstractmethod

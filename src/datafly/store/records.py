@@ -127,14 +127,3 @@ def message_id_of(key: str) -> str:
     length, _, rest = key.partition(":")
     return rest[int(length) + 1 :] if length.isdigit() else key
 
-
-def stored_json(data: bytes | str | None) -> Any:
-    """A JSON column of a dead letter or log row as the management API shows it: decoded, or,
-    when it cannot be (an unprocessable request kept as it came), its text cut to 4 KiB."""
-    if not data:
-        return None
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-        return {"undecodable": text[:4096]}

@@ -32,8 +32,8 @@ from datafly.store.records import (
     Retry,
     Unprocessable,
     inbound_record,
-    stored_json,
 )
+from datafly.store.rows import DEAD_LETTER_COLUMNS, LOG_COLUMNS, dead_letter_view, log_view, parse_ids
 from datafly.store.signals import LocalSignals
 
 _QUEUE_COLUMNS = "id, integration_id, message_id, mapping, first_in_session, event, attempts, enqueued_at"
@@ -379,37 +379,12 @@ class EmbeddedBackend(Backend):
     # dead letters and the delivery log ---------------------------------------------------
     async def dead_letters(self, integration_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         def load(c: sqlite3.Connection) -> list[dict[str, Any]]:
-            query = (
-                "SELECT id, integration_id, message_id, mapping, event, attempts, outcome, reason, last_request,"
-                " enqueued_at, created_at FROM dead_letters"
+            where, params = (" WHERE integration_id=?", [integration_id]) if integration_id else ("", [])
+            rows = c.execute(
+                f"SELECT {', '.join(DEAD_LETTER_COLUMNS)} FROM dead_letters{where} ORDER BY id DESC LIMIT ?",
+                [*params, limit],
             )
-            params: list[Any] = []
-            if integration_id:
-                query += " WHERE integration_id=?"
-                params.append(integration_id)
-            query += " ORDER BY id DESC LIMIT ?"
-            params.append(limit)
-            keys = (
-                "id",
-                "integration_id",
-                "message_id",
-                "mapping",
-                "event",
-                "attempts",
-                "outcome",
-                "reason",
-                "last_request",
-                "enqueued_at",
-                "created_at",
-            )
-            found = []
-            for row in c.execute(query, params):
-                entry = dict(zip(keys, row, strict=True))
-                entry["id"] = str(entry["id"])
-                entry["event"] = stored_json(entry["event"])
-                entry["last_request"] = stored_json(entry["last_request"])
-                found.append(entry)
-            return found
+            return [dead_letter_view(row) for row in rows]
 
         return await self.db.read(load)
 
@@ -418,8 +393,9 @@ class EmbeddedBackend(Backend):
         clauses: list[str] = []
         params: list[Any] = []
         if ids is not None:
-            clauses.append(f"id IN ({','.join('?' * len(ids))})" if ids else "0")
-            params.extend(int(i) for i in ids)
+            numbers = parse_ids(ids)
+            clauses.append(f"id IN ({','.join('?' * len(numbers))})" if numbers else "0")
+            params.extend(numbers)
         if integration_id:
             clauses.append("integration_id=?")
             params.append(integration_id)
@@ -479,30 +455,11 @@ class EmbeddedBackend(Backend):
                 clauses.append("message_ids LIKE ?")
                 params.append(f'%"{message_id}"%')
             where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-            keys = (
-                "id",
-                "at",
-                "integration_id",
-                "message_ids",
-                "outcome",
-                "reason",
-                "request",
-                "status",
-                "response",
-                "latency_ms",
-                "attempt",
-            )
             rows = c.execute(
-                f"SELECT {', '.join(keys)} FROM delivery_log{where} ORDER BY id DESC LIMIT ?",
+                f"SELECT {', '.join(LOG_COLUMNS)} FROM delivery_log{where} ORDER BY id DESC LIMIT ?",
                 [*params, limit],
             ).fetchall()
-            found = []
-            for row in rows:
-                entry = dict(zip(keys, row, strict=True))
-                entry["message_ids"] = orjson.loads(entry["message_ids"])
-                entry["request"] = orjson.loads(entry["request"]) if entry["request"] else None
-                found.append(entry)
-            return found
+            return [log_view(row) for row in rows]
 
         return await self.db.read(load)
 

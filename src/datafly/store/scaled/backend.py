@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -95,7 +95,7 @@ def _safe(url: str) -> str:
 
 
 class ScaledBackend(Backend):
-    single_process = False  # profiles are shared: the processor must not cache them
+    single_process: ClassVar[bool] = False  # profiles are shared: the processor must not cache them
 
     def __init__(self, storage: str, queue: str, dedup_window: float, profile_ttl: float) -> None:
         self.redis_where = _safe(queue)
@@ -297,7 +297,7 @@ class ScaledBackend(Backend):
 
     async def append_log(self, rows: Sequence[LogRow]) -> None:
         if rows:
-            await self._retrying(lambda: self.queue.settle("", (), (), (), rows), "delivery log")
+            await self._retrying(lambda: self.queue.append_log(rows), "delivery log")
 
     async def queue_depths(self) -> dict[str, int]:
         return await self._or(self.queue.queue_depths, {})

@@ -24,7 +24,7 @@ import asyncpg
 import orjson
 
 from datafly.errors import StorageUnavailable
-from datafly.store.records import stored_json
+from datafly.store.rows import DEAD_LETTER_COLUMNS, LOG_COLUMNS, dead_letter_view, log_view, parse_ids
 
 log = logging.getLogger("datafly.store.postgres")
 
@@ -38,16 +38,6 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _MIGRATION_LOCK = 0x64_61_74_61_66_6C_79  # pg_advisory_lock key: "datafly"
-_LOG_KEYS = (
-    "id", "at", "integration_id", "message_ids", "outcome", "reason", "request", "status", "response",
-    "latency_ms", "attempt",
-)  # fmt: skip
-_DEAD_KEYS = (
-    "id", "integration_id", "message_id", "mapping", "event", "attempts", "outcome", "reason",
-    "last_request", "enqueued_at", "created_at",
-)  # fmt: skip
-
-
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -234,20 +224,13 @@ class PostgresStore:
     # dead letters and the delivery log --------------------------------------------------------
     async def dead_letters(self, integration_id: str | None, limit: int) -> list[dict[str, Any]]:
         async def load(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-            query = f"SELECT {', '.join(_DEAD_KEYS)} FROM dead_letters"
+            query = f"SELECT {', '.join(DEAD_LETTER_COLUMNS)} FROM dead_letters"
             params: list[Any] = []
             if integration_id:
                 query += " WHERE integration_id=$1"
                 params.append(integration_id)
             query += f" ORDER BY id DESC LIMIT ${len(params) + 1}"
-            found = []
-            for row in await conn.fetch(query, *params, limit):
-                entry = dict(zip(_DEAD_KEYS, row, strict=True))
-                entry["id"] = str(entry["id"])
-                entry["event"] = stored_json(entry["event"])
-                entry["last_request"] = stored_json(entry["last_request"])
-                found.append(entry)
-            return found
+            return [dead_letter_view(row) for row in await conn.fetch(query, *params, limit)]
 
         result: list[dict[str, Any]] = await self.run(load)
         return result
@@ -257,7 +240,7 @@ class PostgresStore:
         clauses: list[str] = []
         params: list[Any] = []
         if ids is not None:
-            params.append([int(i) for i in ids if str(i).isdigit()])
+            params.append(parse_ids(ids))
             clauses.append(f"id = ANY(${len(params)}::bigint[])")
         if integration_id:
             params.append(integration_id)
@@ -303,16 +286,10 @@ class PostgresStore:
             where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
             params.append(limit)
             rows = await conn.fetch(
-                f"SELECT {', '.join(_LOG_KEYS)} FROM delivery_log{where} ORDER BY id DESC LIMIT ${len(params)}",
+                f"SELECT {', '.join(LOG_COLUMNS)} FROM delivery_log{where} ORDER BY id DESC LIMIT ${len(params)}",
                 *params,
             )
-            found = []
-            for row in rows:
-                entry = dict(zip(_LOG_KEYS, row, strict=True))
-                entry["message_ids"] = list(entry["message_ids"])
-                entry["request"] = orjson.loads(entry["request"]) if entry["request"] else None
-                found.append(entry)
-            return found
+            return [log_view(row) for row in rows]
 
         result: list[dict[str, Any]] = await self.run(load)
         return result

@@ -433,6 +433,13 @@ class RedisQueue:
             pipe.publish(f"{WAKE}queue:{integration_id}", b"1")
             await pipe.execute()
 
+    async def append_log(self, rows: Sequence[LogRow]) -> None:
+        """Log rows outside a settle (filtered events and the like), to the sink like a settle's."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for row in rows:
+                pipe.xadd(SINK, {"k": "log", "d": orjson.dumps(row.to_dict())})
+            await pipe.execute()
+
     async def queue_depths(self) -> dict[str, int]:
         ids = sorted(_text(i) for i in await self.redis.smembers(INTEGRATIONS))
         if not ids:
