@@ -1,6 +1,7 @@
-"""Gateway-side normalisation of one incoming event: spellings, defaults, checks, PII hashing.
-
-Runs before anything is stored, so the stored event never holds a raw email or phone.
+"""One incoming event: its checks (the gateway and the processor both run ``validate_event``),
+email and phone hashing (the gateway, before storing), and normalisation (spellings, defaults;
+the processor). The hashing runs before anything is stored, so a stored event never holds a
+raw email or phone.
 """
 
 from __future__ import annotations

@@ -56,7 +56,8 @@ class Backend(abc.ABC):
     # gateway -----------------------------------------------------------------------------
     @abc.abstractmethod
     async def append_inbound(self, events: Sequence[bytes]) -> None:
-        """Store accepted events (normalised, JSON); durable when it returns."""
+        """Store accepted requests (inbox records: validated, email and phone hashed; the processor
+        normalises them); durable when it returns."""
 
     # processor ---------------------------------------------------------------------------
     @abc.abstractmethod
