@@ -28,21 +28,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
 from datafly.config import ProcessingConfig
 from datafly.integrations import IntegrationSet
 from datafly.observe import DebugBus, Metrics
+from datafly.processing.profile import Profile
 from datafly.processing.routing import Route
 from datafly.runtime import memory
 from datafly.runtime.children import die_with_parent
 from datafly.store.embedded.backend import EmbeddedBackend
+from datafly.store.records import InboundEvent, LogRow, NewDelivery, Unprocessable
 
 log = logging.getLogger("datafly.processor")
 _NICE = 10  # the child's scheduling priority below the gateway's (measured: 5 took CPU from it)
@@ -205,40 +206,54 @@ class ProcessorProcess:
 
 
 # the child's side ---------------------------------------------------------------------------------
-class _ChildBackend(EmbeddedBackend):
-    """The processor's view of the embedded storage: the parent owns the home (lock, schema, the
-    inbox file's writer); notifications and processed positions are relayed to it."""
+class _ChildStore:
+    """What the processor in the child process stores through: the embedded backend opened for a
+    processor (:meth:`EmbeddedBackend.open_for_processor`), with what the parent must know relayed
+    to it: the inbox position processed (the parent owns the inbox's writer and deletes those
+    rows), the queues that got work (their workers run in the parent), and that the child waits."""
 
     def __init__(self, home: str, synchronous: str, relay: Callable[[tuple[Any, ...]], None]) -> None:
-        super().__init__(home, synchronous)
+        self.store = EmbeddedBackend(home, synchronous)
         self._relay = relay
 
     async def start(self) -> None:
-        fd = os.open(os.path.join(self.home, "processor.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)  # a previous child may still be ending
-        self._lock_fd = fd
-        self._cursor = self.stored_cursor()
-        self.db.start()
+        await self.store.open_for_processor()
 
     async def close(self) -> None:
-        await self.inbox_db.close()
-        await self.db.close()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        await self.store.close()
 
-    def forget_inbound(self, upto: int) -> None:
-        self._relay(("processed", upto))
+    async def read_inbound(self, limit: int, max_bytes: int | None = None) -> list[InboundEvent]:
+        return await self.store.read_inbound(limit, max_bytes)
 
-    def notify(self, channel: str) -> None:
-        super().notify(channel)
-        if channel != "inbound":
-            self._relay(("notify", channel))
+    async def load_profiles(self, anonymous_ids: Sequence[str]) -> dict[str, Profile]:
+        return await self.store.load_profiles(anonymous_ids)
+
+    async def seen_message_ids(self, message_ids: Sequence[str], since: float) -> set[str]:
+        return await self.store.seen_message_ids(message_ids, since)
+
+    async def commit_processed(
+        self,
+        upto: Sequence[InboundEvent],
+        profiles: Sequence[Profile],
+        message_ids: Sequence[tuple[str, float]],
+        deliveries: Sequence[NewDelivery],
+        log: Sequence[LogRow],
+        unprocessable: Sequence[Unprocessable] = (),
+    ) -> None:
+        await self.store.commit_processed(upto, profiles, message_ids, deliveries, log, unprocessable)
+        if upto:
+            self._relay(("processed", max(e.token for e in upto)))
+        for integration_id in {d.integration_id for d in deliveries}:
+            self._relay(("notify", f"queue:{integration_id}"))
+
+    def wake(self) -> None:
+        """The parent stored something (or asks for a drain): end the processor's wait."""
+        self.store.notify("inbound")
 
     async def wait(self, channel: str, timeout: float) -> None:
         if channel == "inbound":
             self._relay(("idle",))
-        await super().wait(channel, timeout)
+        await self.store.wait(channel, timeout)
 
 
 class _RelayBus(DebugBus):
@@ -311,7 +326,7 @@ async def _child(processing: ProcessingConfig, home: str, synchronous: str, conn
         except OSError:
             gone.set()
 
-    backend = _ChildBackend(home, synchronous, relay)
+    backend = _ChildStore(home, synchronous, relay)
     routes = _Routes()
     bus = _RelayBus(relay)
     metrics = Metrics()
@@ -322,14 +337,14 @@ async def _child(processing: ProcessingConfig, home: str, synchronous: str, conn
                 message = conn.recv()
                 kind = message[0]
                 if kind == "inbound":
-                    EmbeddedBackend.notify(backend, "inbound")
+                    backend.wake()
                 elif kind == "routes":
                     routes.current = list(message[1])
                 elif kind == "bus":
                     bus.watched = bool(message[1])
                 elif kind == "stop":
                     stop.set()
-                    EmbeddedBackend.notify(backend, "inbound")
+                    backend.wake()
         except (EOFError, OSError):
             loop.remove_reader(conn.fileno())
             gone.set()

@@ -30,10 +30,32 @@ from datafly.processing.normalise import (
 from datafly.processing.pipeline import process_event
 from datafly.processing.profile import Profile, trim_traits
 from datafly.processing.routing import Route
-from datafly.store.base import Backend
 from datafly.store.records import UNPROCESSABLE, InboundEvent, LogRow, NewDelivery, Unprocessable, dedup_key
 
 log = logging.getLogger("datafly.processor")
+
+
+class ProcessorStore(Protocol):
+    """What the processor needs of storage: every :class:`~datafly.store.base.Backend` has it,
+    and so has the processor's own process's store (``processor/child.py``)."""
+
+    async def read_inbound(self, limit: int, max_bytes: int | None = None) -> list[InboundEvent]: ...
+
+    async def load_profiles(self, anonymous_ids: Sequence[str]) -> dict[str, Profile]: ...
+
+    async def seen_message_ids(self, message_ids: Sequence[str], since: float) -> set[str]: ...
+
+    async def commit_processed(
+        self,
+        upto: Sequence[InboundEvent],
+        profiles: Sequence[Profile],
+        message_ids: Sequence[tuple[str, float]],
+        deliveries: Sequence[NewDelivery],
+        log: Sequence[LogRow],
+        unprocessable: Sequence[Unprocessable] = (),
+    ) -> None: ...
+
+    async def wait(self, channel: str, timeout: float) -> None: ...
 
 
 class RouteSource(Protocol):
@@ -60,7 +82,7 @@ _CACHE = 50_000
 class Processor:
     def __init__(
         self,
-        backend: Backend,
+        backend: ProcessorStore,
         integrations: RouteSource,
         config: ProcessingConfig,
         metrics: Metrics,

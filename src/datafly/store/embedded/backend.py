@@ -7,6 +7,7 @@ memory, see ``_leases_of``).
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import sqlite3
@@ -103,6 +104,7 @@ class EmbeddedBackend(Backend):
         # appends never wait behind the processor's or the workers' transactions.
         self.inbox_db = SqliteDatabase(os.path.join(home, "inbox.db"), synchronous, _INBOX_CACHE_KIB)
         self._lock_fd: int | None = None
+        self._inbox: TickCommitter | None = None  # the inbox's writer: the owner of the home only
         self._cursor = 0
         self._signals = LocalSignals()
         self._leases: dict[str, dict[int, float]] = {}
@@ -139,13 +141,25 @@ class EmbeddedBackend(Backend):
             _INBOX_CACHE_KIB,
         )
 
+    async def open_for_processor(self) -> None:
+        """Open the files as the processor's own process does (``processor/child.py``): the
+        server's process owns the home (its lock, the schema, the inbox's writer); this one holds
+        ``processor.lock``, reads the inbox and writes ``datafly.db``. Processed inbox rows are
+        left for the owner to delete (:meth:`forget_inbound` does nothing here)."""
+        fd = os.open(os.path.join(self.home, "processor.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)  # a previous child may still be ending
+        self._lock_fd = fd
+        self._cursor = self.stored_cursor()
+        self.db.start()
+
     def stored_cursor(self) -> int:
         """The inbox position processed up to, as committed with what it queued."""
         row = self.db.run_sync(lambda c: c.execute("SELECT value FROM meta WHERE key='cursor'").fetchone())
         return int(row[0]) if row else 0
 
     async def close(self) -> None:
-        self._inbox.close()
+        if self._inbox is not None:
+            self._inbox.close()
         await self.inbox_db.close()
         await self.db.close()
         if self._lock_fd is not None:
@@ -155,6 +169,8 @@ class EmbeddedBackend(Backend):
     # gateway -----------------------------------------------------------------------------
     async def append_inbound(self, events: Sequence[bytes]) -> None:
         try:
+            if self._inbox is None:
+                raise StorageUnavailable("this process does not own the inbox")
             await self._inbox.insert([(body,) for body in events])
         except (sqlite3.Error, OSError) as exc:  # (OSError: the fsync that makes it durable failed)
             raise StorageUnavailable(str(exc)) from exc
@@ -259,8 +275,10 @@ class EmbeddedBackend(Backend):
             self.notify(f"queue:{integration_id}")
 
     def forget_inbound(self, upto: int) -> None:
-        """Delete the stored requests processed up to ``upto`` (the processor's cursor is stored)."""
-        self._inbox.execute("DELETE FROM inbox WHERE seq <= ?", (upto,))
+        """Delete the stored requests processed up to ``upto`` (the processor's cursor is stored);
+        only the process that owns the inbox's writer does."""
+        if self._inbox is not None:
+            self._inbox.execute("DELETE FROM inbox WHERE seq <= ?", (upto,))
 
     # delivery ----------------------------------------------------------------------------
     # Leases live in memory (one process owns the file, see the lock): a lease costs no write, and
