@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 
 from datafly.config import Config, load_config
 from datafly.errors import ConfigError
+from datafly.tunables import tunables
 
 
 def _load(path: str) -> Config | None:
@@ -22,7 +22,7 @@ def _load(path: str) -> Config | None:
 
 
 def home_dir() -> str:
-    return os.path.abspath(os.environ.get("DATAFLY_HOME", "./.datafly"))
+    return tunables().home
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -37,6 +37,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 1
+    try:
+        tuned = tunables()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"environment: {problem}", file=sys.stderr)
+        return 1
     import uvicorn
 
     from datafly.gateway.protocol import gateway_protocol
@@ -45,10 +51,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     _Server = _server_class()
     logging.basicConfig(
-        level=os.environ.get("DATAFLY_LOG_LEVEL", "INFO"),
+        level=tuned.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    runtime = Runtime(config=config, home=home_dir(), role=args.role)
+    runtime = Runtime(config=config, home=tuned.home, role=args.role)
     app = DataflyApp(runtime)
     server = _Server(
         uvicorn.Config(

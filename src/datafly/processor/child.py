@@ -44,6 +44,7 @@ from datafly.runtime import memory
 from datafly.runtime.children import die_with_parent
 from datafly.store.embedded.backend import EmbeddedBackend
 from datafly.store.records import InboundEvent, LogRow, NewDelivery, Unprocessable
+from datafly.tunables import tunables
 
 log = logging.getLogger("datafly.processor")
 _NICE = 10  # the child's scheduling priority below the gateway's (measured: 5 took CPU from it)
@@ -93,7 +94,7 @@ class ProcessorProcess:
         assert self._loop is not None
         ctx = multiprocessing.get_context("spawn")
         parent_end, child_end = ctx.Pipe(duplex=True)
-        synchronous = os.environ.get("DATAFLY_SQLITE_SYNCHRONOUS", "FULL")
+        synchronous = self.backend.db.synchronous
         process = ctx.Process(
             target=child_main,
             args=(self.processing, self.backend.home, synchronous, child_end, os.getpid()),
@@ -300,7 +301,7 @@ def child_main(processing: ProcessingConfig, home: str, synchronous: str, conn: 
     with contextlib.suppress(OSError):
         os.nice(_NICE)
     logging.basicConfig(
-        level=os.environ.get("DATAFLY_LOG_LEVEL", "INFO"),
+        level=tunables().log_level,
         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
     )
     try:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from datafly.processor.child import ProcessorProcess
 from datafly.processor.loop import Processor
 from datafly.runtime import memory
 from datafly.store.base import Backend
+from datafly.tunables import tunables
 
 if TYPE_CHECKING:
     from datafly.store.embedded.backend import EmbeddedBackend
@@ -48,7 +48,7 @@ def open_backend(config: Config, home: str, requests_in_flight: Callable[[], int
         return backend
     from datafly.store.embedded.backend import EmbeddedBackend
 
-    return EmbeddedBackend(home, os.environ.get("DATAFLY_SQLITE_SYNCHRONOUS", "FULL"), requests_in_flight)
+    return EmbeddedBackend(home, tunables().sqlite_synchronous, requests_in_flight)
 
 
 @dataclass
@@ -127,8 +127,7 @@ class Runtime:
         None by default, where every role runs in this process, as the contract says."""
         from datafly.store.embedded.backend import EmbeddedBackend
 
-        wanted = os.environ.get("DATAFLY_PROCESSOR", "").lower() == "process"
-        if wanted and self.role == "all" and isinstance(self.backend, EmbeddedBackend):
+        if tunables().processor_process and self.role == "all" and isinstance(self.backend, EmbeddedBackend):
             return self.backend
         return None
 

@@ -20,10 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from datafly.store.embedded.wal_sync import WalSyncer
+from datafly.tunables import tunables
 
 T = TypeVar("T")
 log = logging.getLogger("datafly.store")
-_Job = tuple[Callable[[sqlite3.Connection], Any] | str, "asyncio.Future[Any]", list[tuple[Any, ...]] | None]
+_Job = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
 _Result = tuple["asyncio.Future[Any]", Any, BaseException | None]
 _MAX_GROUP = 2000
 
@@ -64,7 +65,7 @@ class SqliteDatabase:
         self._loop = asyncio.get_running_loop()
         # The writer thread hands each commit back to the event loop; with the default 5ms GIL
         # switch interval every hand-off can wait that long, which caps group commit.
-        sys.setswitchinterval(float(os.environ.get("DATAFLY_SWITCH_INTERVAL", "0.0005")))
+        sys.setswitchinterval(tunables().switch_interval)
         self._writer = threading.Thread(target=self._run_writer, name="sqlite-write", daemon=True)
         self._writer.start()
 
@@ -78,16 +79,8 @@ class SqliteDatabase:
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         assert self._loop is not None, "SqliteDatabase.start() was not called"
         future: asyncio.Future[T] = self._loop.create_future()
-        self._jobs.put((fn, future, None))
+        self._jobs.put((fn, future))
         return await future
-
-    async def insert(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        """Insert rows with ``sql``. Inserts of the same statement waiting together are run as
-        one ``executemany`` in the group's transaction (the gateway's hot path)."""
-        assert self._loop is not None, "SqliteDatabase.start() was not called"
-        future: asyncio.Future[None] = self._loop.create_future()
-        self._jobs.put((sql, future, rows))
-        await future
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -124,47 +117,31 @@ class SqliteDatabase:
         conn.close()
 
     def _run_group(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[_Result]:
+        """Run the jobs in one transaction (group commit); a job that raises is rolled back alone."""
         results: list[_Result] = []
-        inserts: dict[str, list[tuple[Any, ...]]] = {}
-        insert_futures: dict[str, list[asyncio.Future[Any]]] = {}
-        calls = []
-        for job in jobs:
-            fn, future, rows = job
-            if isinstance(fn, str):
-                inserts.setdefault(fn, []).extend(rows or ())
-                insert_futures.setdefault(fn, []).append(future)
-            else:
-                calls.append((fn, future))
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for sql, rows in inserts.items():
-                try:
-                    conn.executemany(sql, rows)
-                except Exception as exc:  # fails only these inserts, never the other jobs
-                    results.extend((future, None, exc) for future in insert_futures.pop(sql))
-            single = len(calls) == 1 and not inserts
-            for fn, future in calls:
-                if single:
-                    results.append((future, fn(conn), None))
-                    continue
-                conn.execute("SAVEPOINT job")
-                try:
-                    value = fn(conn)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    results.append((future, None, exc))
-                else:
-                    conn.execute("RELEASE job")
-                    results.append((future, value, None))
+            if len(jobs) == 1:
+                fn, future = jobs[0]
+                results.append((future, fn(conn), None))
+            else:
+                for fn, future in jobs:
+                    conn.execute("SAVEPOINT job")
+                    try:
+                        value = fn(conn)
+                    except Exception as exc:
+                        conn.execute("ROLLBACK TO job")
+                        conn.execute("RELEASE job")
+                        results.append((future, None, exc))
+                    else:
+                        conn.execute("RELEASE job")
+                        results.append((future, value, None))
             conn.execute("COMMIT")
             self.commits += 1
         except Exception as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             return [(job[1], None, exc) for job in jobs]
-        for futures in insert_futures.values():
-            results.extend((future, None, None) for future in futures)
         return results
 
 
@@ -210,7 +187,7 @@ class TickCommitter:
     ) -> None:
         self.path = path
         self.in_flight = in_flight
-        self._helped = synchronous.upper() in ("FULL", "EXTRA") and os.environ.get("DATAFLY_INBOX_FSYNC") != "inline"
+        self._helped = synchronous.upper() in ("FULL", "EXTRA") and not tunables().inbox_fsync_inline
         self.conn = connect(path, "NORMAL" if self._helped else synchronous, cache_kib)
         self.sql = sql
         self._rows: list[tuple[Any, ...]] = []
