@@ -127,7 +127,7 @@ def validate_event(raw: Any, forced_type: str | None = None, where: str = "") ->
     context = get("context")
     if not context:
         return
-    for key in ("page", "traits"):
+    for key in ("page", "traits", "cookies", "clickIds", "click_ids"):
         value = context.get(key)
         if value is not None and not isinstance(value, dict):
             raise _fail(where, f"context.{key} must be an object")

@@ -21,6 +21,8 @@ class Profile:
     session_number: int = 0
     last_seen: float = 0.0
     page_sessions: dict[str, str] = field(default_factory=dict)  # integration id -> session of its last page
+    click_ids_at: dict[str, int] = field(default_factory=dict)  # click id name -> epoch ms its value was first seen
+    cookies: dict[str, str] = field(default_factory=dict)  # the site's vendor cookies (and a generated _fbp/_fbc)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -37,8 +39,11 @@ class Profile:
         try:
             stored = orjson.loads(data)
             profile = cls.from_dict(stored)
-            if not isinstance(profile.traits, dict) or not isinstance(profile.click_ids, dict):
-                raise TypeError("traits and click ids must be objects")
+            if not all(
+                isinstance(value, dict)
+                for value in (profile.traits, profile.click_ids, profile.click_ids_at, profile.cookies)
+            ):
+                raise TypeError("traits, click ids and cookies must be objects")
             return profile
         except (orjson.JSONDecodeError, TypeError, AttributeError) as exc:
             log.error("the stored profile of visitor %s cannot be read (%s): starting afresh", anonymous_id, exc)
