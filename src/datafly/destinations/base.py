@@ -43,6 +43,18 @@ class ItemOutcome:
 
 
 @dataclass(frozen=True)
+class AccessToken:
+    """A short-lived credential a vendor issued (an OAuth2 access token), read by
+    :meth:`Destination.read_token`; ``expires_in`` is its lifetime in seconds from its issue."""
+
+    value: str
+    expires_in: float
+
+
+ACCESS_TOKEN_KEY = "_access_token"  # reserved settings key: the current access token, given to build_requests
+
+
+@dataclass(frozen=True)
 class Skip:
     """An event the destination will not send, with the reason shown to the user."""
 
@@ -237,6 +249,17 @@ class Destination:
     Class attributes are data: the settings schema, the presets (loaded from ``presets.yaml``
     beside the module), batching bounds; the UI copy is ``ui.yaml`` beside the module
     (:meth:`guide`). Methods are pure.
+
+    A vendor that authorises with a short-lived access token (OAuth2, as Google Ads) describes
+    how to get one, still without I/O: :meth:`token_request` builds the request to its token
+    endpoint (None, the default: the vendor needs no token) and :meth:`read_token` reads the
+    answer into an :class:`AccessToken`, or the :class:`ItemOutcome` the waiting items get
+    (retry for a passing failure, auth failure with the token endpoint's reason). The delivery
+    worker keeps the token (``datafly.delivery.tokens``: cached until shortly before it expires,
+    one fetch at a time) and hands it to :meth:`build_requests` as
+    ``settings[ACCESS_TOKEN_KEY]``; it is masked like a secret wherever a request is shown or
+    stored. When the vendor answers 401, the worker fetches a fresh token and sends the same
+    items once more before :meth:`classify` sees the answer.
     """
 
     vendor: ClassVar[str]
@@ -270,7 +293,9 @@ class Destination:
 
     @classmethod
     def secrets_of(cls, settings: Settings) -> list[str]:
-        return [str(settings[name]) for name in cls.secret_fields() if settings.get(name)]
+        """The secret settings' values, and the access token when one is given (masked alike)."""
+        names = (*cls.secret_fields(), ACCESS_TOKEN_KEY)
+        return [str(settings[name]) for name in names if settings.get(name)]
 
     def endpoint(self, settings: Settings, override: str | None) -> str:
         return override or self.default_endpoint
@@ -358,6 +383,14 @@ class Destination:
         """One outcome for every item id of ``request``."""
         outcome = classify_status(response)
         return {item_id: outcome for item_id in request.item_ids}
+
+    def token_request(self, settings: Settings, endpoint: str) -> OutboundRequest | None:
+        """The request that gets an access token (``item_ids`` empty), or None: no token needed."""
+        return None
+
+    def read_token(self, response: VendorResponse) -> AccessToken | ItemOutcome:
+        """The token in the token endpoint's answer, or the outcome of the items waiting for it."""
+        return ItemOutcome(Outcome.AUTH_FAILED, "this vendor issues no access tokens")
 
 
 def _place(container: dict[str, Any], names: list[str], value: Any) -> None:
