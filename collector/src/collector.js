@@ -9,6 +9,7 @@ import {
 } from "./constants.js";
 import { consentContext, mergeConsent, watchTcf } from "./consent.js";
 import { browserContext, campaignFrom, pageContext } from "./context.js";
+import { vendorCookies } from "./cookies.js";
 import { createQueue } from "./queue.js";
 import { touchSession } from "./session.js";
 import { createTransport } from "./transport.js";
@@ -64,21 +65,26 @@ export function createCollector(o) {
         session: { id: session.id, number: session.number },
         consent: consentContext(store.get(CONSENT_KEY), tcfString),
         library: { name: LIBRARY_NAME, version: o.version },
+        cookies: vendorCookies(doc),
       }),
     });
     const userId = store.get(USER_ID_KEY);
     if (event.userId == null && userId) event.userId = userId;
     queue.push(event);
+    return event.messageId;
   }
 
   const api = {
+    /** @returns {string} the event's messageId (a browser pixel's eventID) */
     page(name, properties) {
       if (isObject(name)) [name, properties] = [undefined, name];
       const page = pageContext(win.location, doc, referrer);
-      record("page", { name, properties: Object.assign(page, properties) });
+      return record("page", { name, properties: Object.assign(page, properties) });
     },
+    /** @returns {string | undefined} the event's messageId (a browser pixel's eventID) */
     track(event, properties) {
-      if (typeof event == "string" && event) record("track", { event, properties: Object.assign({}, properties) });
+      if (typeof event == "string" && event)
+        return record("track", { event, properties: Object.assign({}, properties) });
     },
     identify(userId, traits) {
       if (isObject(userId)) [userId, traits] = [undefined, userId];
