@@ -36,7 +36,7 @@ from datafly.destinations.base import (
     VendorResponse,
 )
 
-__all__ = ["EARLY", "TokenCache", "TokenRefused"]
+__all__ = ["EARLY", "NoAccessToken", "TokenCache", "TokenRefused"]
 
 EARLY = 60.0  # seconds before expiry a token is renewed (Google's tokens live 3,599 s)
 
@@ -130,3 +130,12 @@ class TokenCache:
             return TokenRefused(read, request, response)
         finally:
             self._fetching = None
+
+
+class NoAccessToken(Exception):
+    """A request was not sent again because no fresh token could be had: its items get the token
+    endpoint's outcome (the delivery worker's answer for that request)."""
+
+    def __init__(self, refused: TokenRefused) -> None:
+        super().__init__(refused.outcome.reason)
+        self.refused = refused

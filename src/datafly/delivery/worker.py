@@ -22,7 +22,9 @@ import orjson
 from datafly.config import DeliveryConfig, Integration
 from datafly.delivery.backoff import retry_delay
 from datafly.delivery.http import UnsendableRequest, VendorClient
+from datafly.delivery.tokens import NoAccessToken, TokenCache, TokenRefused
 from datafly.destinations.base import (
+    ACCESS_TOKEN_KEY,
     Destination,
     Formatted,
     Item,
@@ -58,6 +60,9 @@ class Unit:
     items: list[QueuedItem]
     requests: list[OutboundRequest]
     received: dict[str, float | None]  # item id -> when the gateway received the event (latency metric)
+    # a vendor with an access token: what the requests were built from and with (renewal on a 401)
+    formatted: list[Formatted] | None = None
+    token: str = ""
 
 
 Answer = VendorResponse | Exception  # what came back for one request: an answer, or why it was not sent
@@ -71,6 +76,8 @@ def unsent_outcome(exc: Exception) -> ItemOutcome:
     """The outcome of a request that raised instead of being sent: one the HTTP client refused
     (it cannot be encoded) is rejected for good, anything else (a bug) is tried again, at most
     ``delivery.max_attempts`` times."""
+    if isinstance(exc, NoAccessToken):  # not sent again: no fresh access token (the token endpoint's outcome)
+        return exc.refused.outcome
     if isinstance(exc, UnsendableRequest):
         return ItemOutcome(Outcome.REJECTED, f"not sent: the request cannot be encoded: {exc}")
     return ItemOutcome(Outcome.RETRY, f"delivery failed: {type(exc).__name__}: {exc}")
@@ -176,6 +183,9 @@ class IntegrationWorker:
         self._settle_ready = asyncio.Event()  # lanes -> settler
         self._feeding = False
         self._closing = False
+        self._tokens: TokenCache | None = None  # a vendor with an access token (see _authorize)
+        self._tokens_checked = False
+        self._recent_tokens: deque[str] = deque()
 
     @property
     def lanes(self) -> int:
@@ -288,6 +298,8 @@ class IntegrationWorker:
                     answers = [await self._send(unit.requests[0])]
                 else:
                     answers = list(await asyncio.gather(*(self._send(r) for r in unit.requests)))
+                if unit.formatted is not None:
+                    answers = await self._renew_on_401(unit, answers, one_per_lane)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug must neither lose the items nor loop on them forever
@@ -370,6 +382,8 @@ class IntegrationWorker:
         for start in range(0, len(items), part):
             if start:
                 await asyncio.sleep(0)
+            if not await self._authorize(items[start : start + part]):
+                continue
             units = self._prepare(items[start : start + part])
             self._buffer.extend(units)
             self._buffered += sum(len(u.items) for u in units)
@@ -405,7 +419,101 @@ class IntegrationWorker:
         units: list[Unit] = []
         for start in range(0, len(ready), size):
             units.extend(self._build(ready[start : start + size], received))
+        if self._tokens is not None:  # kept to build the requests again with a fresh token (a 401)
+            shaped_of = {item.id: shaped for item, shaped in ready}
+            for unit in units:
+                unit.formatted = [shaped_of[i.id] for i in unit.items]
+                unit.token = str(settings.get(ACCESS_TOKEN_KEY) or "")
         return units
+
+    # access tokens (a vendor that authorises with one: Destination.token_request) -----------------------
+    def _token_cache(self) -> TokenCache | None:
+        if not self._tokens_checked:
+            settings, _, endpoint = self._context or self._resolve_context()
+            if self.destination.token_request(settings, endpoint) is not None:
+                self._tokens = TokenCache(self.destination, settings, endpoint, self.client, self.config.timeout)
+            self._tokens_checked = True
+        return self._tokens
+
+    def _use_token(self, value: str) -> None:
+        """Build requests with ``value`` from now on; it is masked like a secret (so are the last few
+        before it: a request built with one may still be logged)."""
+        settings, secrets, _ = self._context or self._resolve_context()
+        if settings.get(ACCESS_TOKEN_KEY) == value:
+            return
+        settings[ACCESS_TOKEN_KEY] = value
+        secrets.append(value)
+        self._recent_tokens.append(value)
+        while len(self._recent_tokens) > 4:
+            old = self._recent_tokens.popleft()
+            if old in secrets:
+                secrets.remove(old)
+
+    async def _authorize(self, items: Sequence[QueuedItem]) -> bool:
+        """Before formatting ``items`` for a vendor that authorises with an access token: a fresh
+        token in the settings, or, when none can be had, the token endpoint's outcome for every
+        item (nothing is sent to the vendor) and False."""
+        tokens = self._token_cache()
+        if tokens is None:
+            return True
+        got = await tokens.get()
+        if not isinstance(got, TokenRefused):
+            self._use_token(got.value)
+            return True
+        _, secrets, _ = self._context or self._resolve_context()
+        response = got.response
+        outcome = replace(got.outcome, reason=mask_text(got.outcome.reason, secrets))
+        outcomes = {item.id: outcome for item in items}
+        masked = masked_json(got.request, secrets)
+        now = time.time()
+        into = Settlement([], [], [], [])
+        summary = decide(items, masked, outcomes, self.config, now, into)
+        into.log.append(
+            LogRow(
+                at=now,
+                integration_id=self.integration.id,
+                message_ids=tuple(i.message_id for i in items),
+                outcome=summary,
+                reason=outcome.reason[:1000],
+                request=masked,
+                status=response.status or None,
+                response=mask_text(excerpt(response.body) if response.status else response.error, secrets),
+                latency_ms=round(response.latency_ms, 2),
+                attempt=max((i.attempts for i in items), default=0) + 1,
+            )
+        )
+        self._observe(items, {}, outcomes, response, masked, now, secrets)
+        self._add(into)
+        return False
+
+    async def _renew_on_401(self, unit: Unit, answers: list[Answer], one_per_lane: bool) -> list[Answer]:
+        """The requests the vendor answered 401 are sent once more with a fresh access token (the
+        cached one was refused: revoked, or expired early); their second answer is the one
+        classified. Without a fresh token their answer is :class:`NoAccessToken` (the token
+        endpoint's outcome)."""
+        tokens = self._tokens
+        refused = [n for n, a in enumerate(answers) if isinstance(a, VendorResponse) and a.status == 401]
+        if tokens is None or not refused or unit.formatted is None:
+            return answers
+        tokens.drop(unit.token)
+        got = await tokens.get()
+        if isinstance(got, TokenRefused):
+            for n in refused:
+                answers[n] = NoAccessToken(got)
+            return answers
+        self._use_token(got.value)
+        settings, _, endpoint = self._context or self._resolve_context()
+        rebuilt = self.destination.build_requests(unit.formatted, settings, endpoint)
+        if len(rebuilt) != len(unit.requests):
+            return answers
+        unit.token = got.value
+        for n in refused:
+            unit.requests[n] = rebuilt[n]
+        send = self._attempt if one_per_lane else self._send
+        again = await asyncio.gather(*(send(rebuilt[n]) for n in refused))
+        for n, answer in zip(refused, again, strict=True):
+            answers[n] = answer
+        return answers
 
     def _build(
         self, chunk: list[tuple[QueuedItem, Formatted]], received: dict[str, float | None]
