@@ -47,7 +47,9 @@ def test_the_collector_reads_the_cookies_the_server_keeps() -> None:
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
-def test_allow_listed_cookies_reach_the_gateway_and_track_returns_the_message_id(visit: Visit) -> None:
+def test_allow_listed_cookies_reach_the_gateway_and_track_returns_the_message_id(
+    visit: Visit,  # noqa: F811  (the imported fixture)
+) -> None:
     setting = "".join(f'document.cookie="{name}={value}; path=/";' for name, value in SITE_COOKIES.items())
     setting += 'document.cookie="session_secret=do-not-send-me; path=/";'
     visit.add_page("landing", before=setting)
@@ -73,6 +75,6 @@ def test_allow_listed_cookies_reach_the_gateway_and_track_returns_the_message_id
     for request in visit.requests:
         if "/v1/" in request.url and request.post_data:
             body = orjson.loads(request.post_data)
-            sent += body["batch"] if "batch" in body else [body]
+            sent += body.get("batch", [body])
     assert sent and all(e["context"]["cookies"] == SITE_COOKIES for e in sent)
     assert all("do-not-send-me" not in str(e) for e in (view, order, thanks, *sent))
