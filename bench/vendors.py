@@ -236,7 +236,7 @@ async def queue_events(integration: Integration, events: Sequence[dict[str, Any]
             first = key not in seen_sessions
             seen_sessions.add(key)
         deliveries.append(NewDelivery(integration.id, event["messageId"], value, first, orjson.dumps(event)))
-    marker = [InboundEvent(0, {})]  # commit_processed needs the (here: no) inbound events it settles
+    marker = [InboundEvent(0, b"")]  # commit_processed needs the (here: no) inbound events it settles
     for start in range(0, len(deliveries), 5000):
         await backend.commit_processed(marker, [], [], deliveries[start : start + 5000], [])
     return Queued(backend, integration, home)

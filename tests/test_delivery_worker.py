@@ -42,7 +42,7 @@ async def queue(backend: EmbeddedBackend, integration: str, count: int, names: l
         )
         for mid, name in zip(ids, names or ["E"] * count, strict=True)
     ]
-    await backend.commit_processed([InboundEvent(0, {})], [], [], deliveries, [])
+    await backend.commit_processed([InboundEvent(0, b"")], [], [], deliveries, [])
     return ids
 
 
@@ -176,7 +176,7 @@ async def queue_events(backend: EmbeddedBackend, integration: str, events: list[
         NewDelivery(integration, mid, "track", False, orjson.dumps({"type": "track", "messageId": mid, **event}))
         for mid, event in zip(ids, events, strict=True)
     ]
-    await backend.commit_processed([InboundEvent(0, {})], [], [], deliveries, [])
+    await backend.commit_processed([InboundEvent(0, b"")], [], [], deliveries, [])
     return ids
 
 

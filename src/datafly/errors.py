@@ -3,6 +3,7 @@
 DataflyError
 ├── ConfigError          a config file that cannot be used (lists every problem)
 ├── BadRequest           a client request the gateway refuses (carries the HTTP status)
+├── InvalidEvent         an event the pipeline cannot take (the pure core's; the gateway answers 400)
 ├── InvalidId            an id a user named that no backend could have issued (a 400)
 └── StorageUnavailable   the storage behind the gateway cannot be reached right now
 """
@@ -25,6 +26,14 @@ class BadRequest(DataflyError):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class InvalidEvent(DataflyError):
+    """What is wrong with an event, in words a sender can act on (``str(exc)``)."""
+
+    @property
+    def message(self) -> str:
+        return str(self)
 
 
 class InvalidId(DataflyError, ValueError):

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import orjson
 import pytest
 
 from datafly.errors import InvalidId
+from datafly.inbox import RequestMeta, encode
 from datafly.processing.profile import Profile
 from datafly.store.base import Backend
 from datafly.store.records import (
     UNPROCESSABLE,
     DeadLetter,
+    InboundEvent,
     LogRow,
     NewDelivery,
     QueuedItem,
@@ -24,9 +27,16 @@ from datafly.store.records import (
 
 
 def event(mid: str, anonymous_id: str = "a1") -> bytes:
-    return orjson.dumps(
-        {"type": "track", "event": "Order Completed", "messageId": mid, "anonymousId": anonymous_id}
-    )
+    """An inbox record of one event, as the gateway stores it."""
+    meta = RequestMeta("web", "203.0.113.1", "ua", anonymous_id, time.time(), "track", "single")
+    return encode(meta, orjson.dumps({"event": "Order Completed", "messageId": mid, "anonymousId": anonymous_id}))
+
+
+def body(e: InboundEvent) -> dict[str, Any]:
+    """The one event of a record read back."""
+    assert e.record is not None, e.problem
+    found: dict[str, Any] = e.record.events()[0]
+    return found
 
 
 async def ingest(backend: Backend, mids: list[str], integration: str = "hook") -> None:
@@ -37,11 +47,11 @@ async def ingest(backend: Backend, mids: list[str], integration: str = "hook") -
         assert batch, "accepted events must be readable"
         got.extend(batch)
         deliveries = [
-            NewDelivery(integration, e.event["messageId"], "track", False, orjson.dumps(e.event))
+            NewDelivery(integration, body(e)["messageId"], "track", False, orjson.dumps(body(e)))
             for e in batch
         ]
         await backend.commit_processed(
-            batch, [], [(e.event["messageId"], time.time()) for e in batch], deliveries, []
+            batch, [], [(body(e)["messageId"], time.time()) for e in batch], deliveries, []
         )
 
 
@@ -52,7 +62,7 @@ async def lease_all(backend: Backend, integration: str = "hook", lease_for: floa
 async def test_accepted_events_are_read_once_in_order(backend: Backend) -> None:
     await backend.append_inbound([event(f"m{i}") for i in range(20)])
     batch = await backend.read_inbound(500)
-    assert [e.event["messageId"] for e in batch] == [f"m{i}" for i in range(20)]
+    assert [body(e)["messageId"] for e in batch] == [f"m{i}" for i in range(20)]
     await backend.commit_processed(batch, [], [], [], [])
     assert await backend.read_inbound(500) == []
 
@@ -61,7 +71,7 @@ async def test_uncommitted_events_are_read_again(backend: Backend) -> None:
     await backend.append_inbound([event("m1"), event("m2")])
     first = await backend.read_inbound(500)
     again = await backend.read_inbound(500)
-    assert [e.event["messageId"] for e in again] == [e.event["messageId"] for e in first] == ["m1", "m2"]
+    assert [body(e)["messageId"] for e in again] == [body(e)["messageId"] for e in first] == ["m1", "m2"]
     await backend.commit_processed(again, [], [], [], [])
     assert await backend.read_inbound(500) == []
 
@@ -203,7 +213,7 @@ async def test_notify_wakes_wait(backend: Backend) -> None:
 async def test_unprocessable_events_are_kept_and_replayed_into_the_inbox(backend: Backend) -> None:
     await backend.append_inbound([b'{"m": {"s": "web"}, "b": [' + b"[" * 1100 + b"]" * 1100 + b"]}", event("ok")])
     batch = await backend.read_inbound(10)
-    assert [e.event is None for e in batch] == [True, False]  # undecodable, but read
+    assert [e.record is None for e in batch] == [True, False]  # undecodable, but read
     record = orjson.dumps({"m": {"s": "web", "w": "single"}, "b": {"event": "x", "messageId": "bad"}})
     await backend.commit_processed(
         batch, [], [], [], [], [Unprocessable("bad", "web", record, "ValueError: injected", 1.0)]

@@ -14,13 +14,14 @@ from typing import Any
 import orjson
 
 from datafly.config import GatewayConfig, ProcessingConfig, Source
-from datafly.errors import BadRequest, StorageUnavailable
+from datafly.errors import BadRequest, InvalidEvent, StorageUnavailable
 from datafly.gateway.asgi import Headers, Receive, Scope, Send, header_map, respond_error
 from datafly.gateway.body import decode_body, read_body
 from datafly.gateway.ratelimit import TokenBucket
 from datafly.gateway.sources import SourceIndex, cors_headers
+from datafly.inbox import RequestMeta, encode, encode_events, events_in
 from datafly.observe import Metrics
-from datafly.processing.normalise import check_nesting, events_in, may_hold_pii, scrub_event, validate_event
+from datafly.processing.normalise import check_nesting, may_hold_pii, scrub_event, validate_event
 from datafly.store.base import Backend
 
 ROUTES: dict[str, str | None] = {
@@ -183,27 +184,30 @@ class Ingest:
             for index, raw in enumerate(raw_events):
                 validate_event(raw, forced_type, f"batch[{index}]" if forced_type is None else "")
             used_id = str(raw_events[-1].get("anonymousId") or raw_events[-1].get("anonymous_id") or visitor)
-            meta = {
-                "s": source.id,
-                "ip": self.client_address(scope, headers),
-                "ua": header_text(headers.get(b"user-agent", b"")),
-                "v": visitor,
-                "at": time.time(),
-                "t": forced_type,
-            }
+            meta = RequestMeta(
+                source_id=source.id,
+                ip=self.client_address(scope, headers),
+                user_agent=header_text(headers.get(b"user-agent", b"")),
+                visitor_id=visitor,
+                received_at=time.time(),
+                forced_type=forced_type,
+                shape="batch" if forced_type is None and "batch" in payload else "single",
+            )
             if may_hold_pii(body):  # hash before anything is stored
                 for raw in raw_events:
                     scrub_event(raw, self.phone_region)
-                meta["w"] = "list"
-                stored = [b'{"m":' + orjson.dumps(meta) + b',"b":' + orjson.dumps(raw_events) + b"}"]
+                stored = [encode_events(meta, raw_events)]
             else:  # the body as it came, with what the processor needs to normalise it
-                meta["w"] = "batch" if forced_type is None and "batch" in payload else "single"
-                stored = [b'{"m":' + orjson.dumps(meta) + b',"b":' + body + b"}"]
+                stored = [encode(meta, body)]
             try:
                 await self.backend.append_inbound(stored)
             except StorageUnavailable as exc:
                 extra.append((b"retry-after", b"5"))
                 raise BadRequest(503, f"storage unavailable, retry later: {exc}") from exc
+        except InvalidEvent as exc:
+            self.metrics.refused.labels("400").inc()
+            await respond_error(send, 400, exc.message, extra)
+            return
         except BadRequest as exc:
             self.metrics.refused.labels(str(exc.status)).inc()
             await respond_error(send, exc.status, exc.message, extra)

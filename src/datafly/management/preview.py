@@ -18,7 +18,7 @@ from typing import Any
 from datafly.config import Integration
 from datafly.destinations.base import Destination, Item, Skip, event_key, mask_text
 from datafly.destinations.registry import get_destination
-from datafly.errors import BadRequest
+from datafly.errors import InvalidEvent
 from datafly.management.redact import redact
 from datafly.management.web import ApiError
 from datafly.processing.normalise import RequestInfo, normalise_event, validate_event
@@ -55,7 +55,7 @@ def preview_request(
     try:
         validate_event(sample)
         event = normalise_event(sample, info)
-    except BadRequest as exc:
+    except InvalidEvent as exc:
         raise ApiError(400, f"the gateway would refuse this event: {exc.message}") from exc
     try:
         return _preview(destination, integration, settings, event, session_timeout)

@@ -11,7 +11,8 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from datafly.errors import BadRequest
+from datafly.errors import InvalidEvent
+from datafly.inbox import RequestMeta, events_in
 from datafly.processing.pii import scrub_pii
 from datafly.processing.timestamps import format_ts, in_window, parse_ts
 
@@ -25,7 +26,6 @@ __all__ = [
     "nested_too_deep",
     "nesting_possible",
     "normalise_event",
-    "request_info",
     "scrub_event",
     "validate_event",
 ]
@@ -72,13 +72,18 @@ class RequestInfo:
         if not self.received_iso:
             object.__setattr__(self, "received_iso", format_ts(self.received_at))
 
+    @classmethod
+    def of(cls, meta: RequestMeta, phone_region: str | None) -> RequestInfo:
+        """What the gateway stored of the request (see :mod:`datafly.inbox`)."""
+        return cls(meta.source_id, meta.ip, meta.user_agent, meta.visitor_id, meta.received_at, phone_region)
 
-def _fail(where: str, message: str) -> BadRequest:
-    return BadRequest(400, f"{where}: {message}" if where else message)
+
+def _fail(where: str, message: str) -> InvalidEvent:
+    return InvalidEvent(f"{where}: {message}" if where else message)
 
 
 def validate_event(raw: Any, forced_type: str | None = None, where: str = "") -> None:
-    """Raise :class:`BadRequest` saying what is wrong with an incoming event; no copy is made.
+    """Raise :class:`InvalidEvent` saying what is wrong with an incoming event; reads only.
 
     The gateway runs this on every event before answering 200; :func:`normalise_event` accepts
     exactly what passes it. (Written for speed: it is on every request's path.)"""
@@ -143,7 +148,7 @@ def validate_event(raw: Any, forced_type: str | None = None, where: str = "") ->
 def check_nesting(body: bytes, payload: Any) -> None:
     """Refuse a request body nested deeper than :data:`MAX_DEPTH` objects and arrays."""
     if nesting_possible(body) and nested_too_deep(payload):
-        raise BadRequest(400, f"the body is nested deeper than {MAX_DEPTH} levels of objects and arrays")
+        raise InvalidEvent(f"the body is nested deeper than {MAX_DEPTH} levels of objects and arrays")
 
 
 def nesting_possible(body: bytes) -> bool:
@@ -211,39 +216,9 @@ def may_hold_pii(body: bytes) -> bool:
     )
 
 
-def events_in(body: Any, shape: str) -> list[Any]:
-    """The events of a stored request body: ``single`` (one event), ``batch`` (``{"batch": [...]}``
-    with an optional batch-level ``context`` applied to each event) or ``list``."""
-    if shape == "single":
-        return [body]
-    if shape == "list":
-        return list(body)
-    events = body.get("batch")
-    context = body.get("context")
-    if isinstance(context, dict) and isinstance(events, list):
-        # an event's own context wins; one that is not an object is left for validation to refuse
-        events = [
-            {**e, "context": {**context, **(e.get("context") or {})}}
-            if isinstance(e, dict) and isinstance(e.get("context") or {}, dict)
-            else e
-            for e in events
-        ]
-    return list(events) if isinstance(events, list) else []
-
-
-def request_info(meta: dict[str, Any], phone_region: str | None) -> RequestInfo:
-    return RequestInfo(
-        source_id=meta["s"],
-        ip=meta["ip"],
-        user_agent=meta["ua"],
-        anonymous_id=meta["v"],
-        received_at=meta["at"],
-        phone_region=phone_region,
-    )
-
-
 def normalise_event(raw: Any, info: RequestInfo, forced_type: str | None = None, where: str = "") -> dict[str, Any]:
-    """Return the normalised event, or raise :class:`BadRequest` saying what is wrong."""
+    """Return the normalised event (a new dict; the nested objects of ``raw`` are reused and
+    changed), or raise :class:`InvalidEvent` saying what is wrong."""
     validate_event(raw, forced_type, where)
     event: dict[str, Any] = {}
     for key, value in raw.items():
@@ -305,8 +280,7 @@ def _check_session(context: dict[str, Any], where: str) -> None:
         return
     if not isinstance(session, dict):
         raise _fail(where, "context.session must be an object with id and number")
-    if not session:
-        context.pop("session")
+    if not session:  # (an empty session is dropped by normalise_event)
         return
     sid = session.get("id")
     number = session.get("number")
@@ -314,13 +288,12 @@ def _check_session(context: dict[str, Any], where: str) -> None:
         raise _fail(where, "context.session.id must be a string")
     if isinstance(sid, int) and not -_MAX_INT <= sid <= _MAX_INT:
         raise _fail(where, "context.session.id is out of range")
-    session["id"] = str(sid)
-    if len(session["id"]) > _MAX_ID:
+    if len(str(sid)) > _MAX_ID:
         raise _fail(where, f"context.session.id is longer than {_MAX_ID} characters")
-    if number is not None:
-        if isinstance(number, bool) or not isinstance(number, int | float) or not 1 <= number <= _MAX_SESSION:
-            raise _fail(where, f"context.session.number must be an integer from 1 to {_MAX_SESSION}")
-        session["number"] = int(number)
+    if number is not None and (
+        isinstance(number, bool) or not isinstance(number, int | float) or not 1 <= number <= _MAX_SESSION
+    ):
+        raise _fail(where, f"context.session.number must be an integer from 1 to {_MAX_SESSION}")
 
 
 def _check_consent(context: dict[str, Any], where: str) -> None:
@@ -329,8 +302,6 @@ def _check_consent(context: dict[str, Any], where: str) -> None:
         return
     if not isinstance(consent, dict):
         raise _fail(where, "context.consent must be an object")
-    if "tcfString" in consent:
-        consent["tcf_string"] = consent.pop("tcfString")
     canonical = consent.get("canonical")
     if canonical is not None and not isinstance(canonical, dict):
         raise _fail(where, "context.consent.canonical must be an object of category: true/false")

@@ -17,15 +17,15 @@ from typing import Any, Protocol
 import orjson
 
 from datafly.config import ProcessingConfig
-from datafly.errors import BadRequest
+from datafly.errors import InvalidEvent
+from datafly.inbox import encode
 from datafly.observe import DebugBus, Metrics
 from datafly.processing.normalise import (
     MAX_DEPTH,
-    events_in,
+    RequestInfo,
     nested_too_deep,
     nesting_possible,
     normalise_event,
-    request_info,
 )
 from datafly.processing.pipeline import process_event
 from datafly.processing.profile import Profile, trim_traits
@@ -180,26 +180,26 @@ class Processor:
         work = _Work(now)
         region = self.config.phone_region
         for record in batch:
-            stored = record.event
+            stored = record.record
+            if stored is None:
+                work.set_aside(record, None, record.problem or "the stored request could not be decoded")
+                continue
             try:
-                if stored is None:
-                    raise ValueError("the stored request could not be decoded")
-                meta, body = stored["m"], stored["b"]
-                info = request_info(meta, region)
-                forced = meta.get("t")
-                raws = events_in(body, meta["w"])
+                info = RequestInfo.of(stored.meta, region)
+                raws = stored.events()
                 deep = nesting_possible(record.raw)
             except Exception as exc:
                 work.set_aside(record, None, _reason(exc))
                 continue
-            single = meta["w"] == "single"
+            forced, single = stored.meta.forced_type, stored.meta.shape == "single"
             for index, raw in enumerate(raws):
                 reason = poison.get((record.token, index)) if poison else None
                 if reason is None:
                     try:
                         if deep and nested_too_deep(raw):
-                            raise BadRequest(400, f"nested deeper than {MAX_DEPTH} levels")
-                        work.events.append((record.token, index, normalise_event(raw, info, forced, "" if single else f"batch[{index}]")))
+                            raise InvalidEvent(f"nested deeper than {MAX_DEPTH} levels")
+                        where = "" if single else f"batch[{index}]"
+                        work.events.append((record.token, index, normalise_event(raw, info, forced, where)))
                         continue
                     except Exception as exc:  # the gateway validated it: a bug, or stored by an older version
                         reason = _reason(exc)
@@ -331,41 +331,38 @@ class _Work:
     def set_aside(self, record: InboundEvent, raw: Any, reason: str) -> None:
         """Keep ``raw`` (an event of ``record``; None: the whole request) as an unprocessable
         dead letter: an inbox record that holds it alone, so that a replay processes it again."""
-        meta = record.event.get("m") if isinstance(record.event, dict) else None
-        meta = meta if isinstance(meta, dict) else {}
+        meta = record.record.meta if record.record is not None else None
         stored = record.raw
-        if raw is not None and meta:
+        if raw is not None and meta is not None:
             try:
-                stored = orjson.dumps({"m": {**meta, "w": "single"}, "b": raw})
+                stored = encode(meta.with_shape("single"), orjson.dumps(raw))
             except (TypeError, ValueError):  # e.g. nested past the encoder: keep the request as stored
                 stored = record.raw
         mid = raw.get("messageId", raw.get("message_id")) if isinstance(raw, dict) else None
-        received = meta.get("at")
         self.unprocessable.append(
             Unprocessable(
                 message_id=str(mid)[:256] if isinstance(mid, str | int | float) and mid != "" else "",
-                source_id=str(meta.get("s", "")),
+                source_id=meta.source_id if meta is not None else "",
                 record=stored,
                 reason=reason,
-                received_at=float(received) if isinstance(received, int | float) else self.now,
+                received_at=meta.received_at if meta is not None else self.now,
             )
         )
 
 
 def _reason(exc: BaseException) -> str:
-    message = exc.message if isinstance(exc, BadRequest) else f"{type(exc).__name__}: {exc}"
+    message = str(exc) if isinstance(exc, InvalidEvent) else f"{type(exc).__name__}: {exc}"
     return message[:500]
 
 
 def _event_count(record: InboundEvent) -> int:
     """How many events a stored request holds (for sizing groups; 1 when it cannot tell)."""
-    stored = record.event
-    if not isinstance(stored, dict):
+    stored = record.record
+    if stored is None:
         return 1
-    body, shape = stored.get("b"), stored.get("m", {}).get("w") if isinstance(stored.get("m"), dict) else None
+    body, shape = stored.body, stored.meta.shape
     if shape == "list" and isinstance(body, list):
         return max(1, len(body))
     if shape == "batch" and isinstance(body, dict) and isinstance(body.get("batch"), list):
         return max(1, len(body["batch"]))
     return 1
-

@@ -5,29 +5,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from datafly.inbox import InboxRecord, InvalidRecord, decode
 
 
 @dataclass(frozen=True)
 class InboundEvent:
     """An accepted request waiting for the processor; ``token`` orders and acknowledges it.
 
-    ``event`` is the decoded record (``{"m": meta, "b": body}``), or None when the stored bytes
-    could not be decoded; ``raw`` is the record as stored."""
+    ``raw`` is the stored record (see :mod:`datafly.inbox`); ``record`` it decoded, or None with
+    the ``problem`` when the bytes are not a record (the processor sets such a request aside)."""
 
     token: int
-    event: dict[str, Any] | None
-    raw: bytes = b""
+    raw: bytes
+    record: InboxRecord | None = None
+    problem: str = ""
 
 
 def inbound_record(token: int, raw: bytes) -> InboundEvent:
-    """Decode a stored inbox record; one that cannot be decoded is returned with ``event=None``
+    """Decode a stored inbox record; one that cannot be decoded is returned with ``record=None``
     so that the processor sets it aside instead of stopping on it."""
     try:
-        record = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return InboundEvent(token, None, raw)
-    return InboundEvent(token, record if isinstance(record, dict) else None, raw)
+        return InboundEvent(token, raw, decode(raw))
+    except InvalidRecord as exc:
+        return InboundEvent(token, raw, None, str(exc))
 
 
 UNPROCESSABLE = "unprocessable"

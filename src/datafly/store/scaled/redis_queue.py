@@ -42,7 +42,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from datafly.processing.normalise import events_in
+from datafly.inbox import InvalidRecord, decode, encode_events
 from datafly.processing.profile import Profile
 from datafly.store.records import (
     UNPROCESSABLE,
@@ -114,29 +114,24 @@ def _visitor(event: Any, fallback: str) -> str:
 
 def by_shard(records: Sequence[bytes]) -> list[tuple[int, bytes]]:
     """Where each stored record goes: the shard of its visitor, so that one processor sees a
-    visitor's events in order. A stored request (``{"m": meta, "b": body}``, see
-    ``datafly.gateway.ingest``) whose events belong to visitors of several shards is split into
-    one request per shard, its events listed as they would have been read (``"w": "list"``)."""
+    visitor's events in order. A stored request whose events belong to visitors of several shards
+    is split into one request per shard, its events listed (see :mod:`datafly.inbox`)."""
     placed: list[tuple[int, bytes]] = []
-    for record in records:
+    for raw in records:
         try:
-            doc = orjson.loads(record)
-        except orjson.JSONDecodeError:  # (a replayed unprocessable request): the processor sets it aside
-            placed.append((shard_of(""), record))
+            record = decode(raw)
+        except InvalidRecord:  # (a replayed unprocessable request): the processor sets it aside
+            placed.append((shard_of(""), raw))
             continue
-        if not (isinstance(doc, dict) and isinstance(doc.get("m"), dict) and "b" in doc):
-            placed.append((shard_of(_visitor(doc, "")), record))  # one normalised event
-            continue
-        meta = doc["m"]
-        events = events_in(doc["b"], str(meta.get("w", "single")))
+        meta = record.meta
         groups: dict[int, list[Any]] = {}
-        for raw in events:
-            groups.setdefault(shard_of(_visitor(raw, str(meta.get("v", "")))), []).append(raw)
+        for event in record.events():
+            groups.setdefault(shard_of(_visitor(event, meta.visitor_id)), []).append(event)
         if len(groups) <= 1:
-            placed.append((next(iter(groups), shard_of(str(meta.get("v", "")))), record))
+            placed.append((next(iter(groups), shard_of(meta.visitor_id)), raw))
             continue
         for shard, part in groups.items():
-            placed.append((shard, orjson.dumps({"m": {**meta, "w": "list"}, "b": part})))
+            placed.append((shard, encode_events(meta, part)))
     return placed
 
 
