@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import ipaddress
 import json
 import re
 import time
@@ -14,6 +15,9 @@ from typing import Any
 import orjson
 import pytest
 import yaml
+from hypothesis import HealthCheck, given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from datafly.config import parse_config
 from datafly.destinations.base import Formatted, Item, OutboundRequest, Outcome, Skip, VendorResponse
@@ -196,7 +200,8 @@ def test_an_unusable_phone_from_an_override_is_dropped() -> None:
     ("value", "seconds"),
     [("2026-06-06T10:00:00.999Z", 1780740000), ("2026-06-06T10:00:00", 1780740000),
      (1780740000123, 1780740000), (1780740000, 1780740000), ("", None), (True, None), ("x", None),
-     (float("nan"), None)],
+     (float("nan"), None), (0.5, None), (-5, None), ("1969-12-31T23:59:59Z", None),
+     ("0001-01-01T00:00:00Z", None)],
 )  # fmt: skip
 def test_event_seconds(value: Any, seconds: int | None) -> None:
     assert event_seconds(value) == seconds
@@ -338,3 +343,37 @@ async def test_test_events_are_kept_apart() -> None:
             assert TIKTOK.classify(request, await send(request))[request.item_ids[0]].outcome is Outcome.DONE
         assert len(tiktok.test_events) == 3 and tiktok.accepted_events == []
         assert all(r.json()["test_event_code"] == "TEST42" for r in tiktok.requests)
+
+
+# any input -----------------------------------------------------------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=12,
+)
+CONTEXT_KEYS = ("ip", "userAgent", "page", "traits", "clickIds", "cookies", "locale")
+
+
+@examples(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    context=st.fixed_dictionaries({}, optional={k: JSON for k in CONTEXT_KEYS}),
+    properties=st.dictionaries(st.sampled_from(["products", "contents", "value", "revenue", "price", "quantity",
+                                                "currency", "product_id", "order_id", "query", "limited_data_use",
+                                                "content_type", "url", "ttp", "ttclid"]), JSON, max_size=6),
+    user_id=JSON,
+    timestamp=JSON,
+)  # fmt: skip
+def test_any_event_formats_into_what_tiktok_accepts_or_a_skip(
+    context: dict[str, Any], properties: dict[str, Any], user_id: Any, timestamp: Any
+) -> None:
+    raw = {"type": "track", "event": "X", "messageId": "m", "anonymousId": "a", "userId": user_id,
+           "timestamp": timestamp, "receivedAt": "2026-06-06T10:00:00Z", "context": context,
+           "properties": properties}  # fmt: skip
+    shaped = TIKTOK.format_item(Item("i", raw, "ViewContent"), settings(), now=NOW)
+    assert isinstance(shaped, Formatted)
+    [request] = TIKTOK.build_requests([shaped], settings(), TIKTOK.endpoint(settings(), None))
+    record = orjson.loads(request.body or b"")["data"][0]
+    assert TikTokStandIn(TOKEN, PIXEL, clock=lambda: NOW).event_problem(0, record) is None
+    user = record["user"]
+    assert "ip" not in user or str(ipaddress.ip_address(user["ip"])) == user["ip"]

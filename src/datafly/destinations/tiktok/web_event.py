@@ -76,12 +76,13 @@ def number(value: Any) -> int | float | None:
 
 
 def event_seconds(value: Any) -> int | None:
-    """Unix seconds of an ISO 8601 time (any offset; no offset: UTC) or of epoch seconds/ms."""
+    """Unix seconds of an ISO 8601 time (any offset; no offset: UTC) or of epoch seconds/ms;
+    None for anything else, and for a time before 1970 (TikTok takes positive seconds)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
         seconds = float(value) / 1000.0 if abs(value) > 1e11 else float(value)
-        return int(seconds) if seconds == seconds and 0 < seconds < 1e11 else None
+        return int(seconds) if seconds == seconds and 1 <= seconds < 1e11 else None
     if not isinstance(value, str) or not value.strip():
         return None
     raw = value.strip()
@@ -93,7 +94,8 @@ def event_seconds(value: Any) -> int | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp())
+    seconds = int(moment.timestamp())
+    return seconds if seconds >= 1 else None
 
 
 def _content(source: Mapping[str, Any]) -> dict[str, Any]:
