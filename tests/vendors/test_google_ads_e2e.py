@@ -26,7 +26,7 @@ from http_client import post
 from standins.google_ads import GoogleAdsStandIn
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "management"))
-from management_client import login  # noqa: E402
+from management_client import login
 
 KEY = "dk_gads_e2e"
 IID = "gads-main"
