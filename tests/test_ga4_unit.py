@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+import urllib.parse
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from datafly.config import parse_config
 from datafly.destinations.base import Formatted, Item, OutboundRequest, Outcome, Skip
@@ -17,7 +21,7 @@ from datafly.destinations.ga4.destination import MAX_BODY, Ga4Destination
 from datafly.destinations.ga4.validation import validate_event, validate_request
 from datafly.destinations.registry import all_destinations
 from datafly.errors import ConfigError
-from standins import send
+from standins import RecordedRequest, send
 from standins.ga4 import Ga4StandIn
 
 NOW = 1780740005.0  # 2026-06-06T10:00:05Z
@@ -79,6 +83,7 @@ def test_client_id_from_the_ga_cookie(cookie: Any, expected: str | None) -> None
         ("GS2.1.s1700000000$o12$g1$t1700000300$j60$l0$h0", (1700000000, 12)),
         ("GS2.1.s1700000000$o1", (1700000000, 1)),
         ("GS2.1.1700000000$o1", None),
+        ("GS1.1.99999999999999999999.1", None),  # beyond int64: never a session id
         ("GS1.1.x.5", None),
         ("garbage", None),
         (None, None),
@@ -402,3 +407,85 @@ async def test_a_failure_plan_is_retried_with_retry_after() -> None:
         assert (first.outcome, first.retry_after) == (Outcome.RETRY, 7.0)
         assert GA4.classify(request, await send(request))["a"].outcome is Outcome.DONE
         assert len(ga.accepted_events) == 1
+
+
+# any value -------------------------------------------------------------------------------------
+
+_ANY = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=300),
+    st.lists(st.text(max_size=5), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3),
+)
+
+
+@hypothesis_settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    mapping=st.sampled_from(
+        [*sorted(set(GA4.presets["default"].events.values())), "custom_event", "Bad Name"]
+    ),
+    properties=st.dictionaries(
+        st.sampled_from(
+            [
+                "query",
+                "order_id",
+                "total",
+                "value",
+                "currency",
+                "price",
+                "sku",
+                "name",
+                "products",
+                "list_id",
+                "method",
+                "x y",
+                "ok",
+            ]
+        ),
+        _ANY,
+        max_size=8,
+    ),
+    products=st.lists(
+        st.dictionaries(
+            st.sampled_from(["product_id", "sku", "name", "price", "quantity", "position"]), _ANY, max_size=6
+        ),
+        max_size=4,
+    ),
+    context=st.dictionaries(
+        st.sampled_from(["ip", "page", "cookies", "session", "consent", "traits"]), _ANY, max_size=6
+    ),
+    user=_ANY,
+)
+def test_any_event_is_sent_only_in_a_shape_ga4_keeps(
+    mapping: str, properties: dict[str, Any], products: list[Any], context: dict[str, Any], user: Any
+) -> None:
+    """Whatever the event holds, the formatter either refuses it or builds a request the stand-in's
+    independent copy of GA's rules keeps whole (nothing is sent that GA4 would silently drop)."""
+    event: dict[str, Any] = {
+        "type": "track",
+        "event": "E",
+        "timestamp": TS,
+        "anonymousId": "v",
+        "properties": {**properties, "products": products},
+        "context": context,
+        "userId": user,
+    }
+    shaped = GA4.format_for(Item("i", event, mapping), settings(), None, now=NOW)
+    if isinstance(shaped, Skip):
+        return
+    (request,) = GA4.build_requests([shaped], settings(), "http://127.0.0.1:1")
+    split = urllib.parse.urlsplit(request.url)
+    record = RecordedRequest(
+        "POST",
+        split.path,
+        dict(urllib.parse.parse_qsl(split.query)),
+        split.query,
+        dict(request.headers),
+        request.body or b"",
+        NOW,
+    )
+    stand_in = Ga4StandIn(MID, SECRET, clock=lambda: NOW)
+    assert stand_in.validation_messages(record) == []

@@ -63,7 +63,7 @@ def is_enabled(value: Any) -> bool:
 def _engagement(event: Mapping[str, Any]) -> int:
     properties = event.get("properties")
     value = properties.get("engagement_time_msec") if isinstance(properties, Mapping) else None
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63:
         return value
     return DEFAULT_ENGAGEMENT_MSEC
 

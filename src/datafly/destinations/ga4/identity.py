@@ -43,8 +43,8 @@ __all__ = [
 ]
 
 _GA_COOKIE = re.compile(r"^GA\d+\.\d+\.(\d{1,20}\.\d{1,20})$")
-_GS1 = re.compile(r"^GS1\.\d+\.(\d{1,20})\.(\d{1,10})(?:\.|$)")
-_GS2 = re.compile(r"^GS2\.\d+\.s(\d{1,20})\$o(\d{1,10})(?:\$|$)")
+_GS1 = re.compile(r"^GS1\.\d+\.(\d{1,18})\.(\d{1,10})(?:\.|$)")
+_GS2 = re.compile(r"^GS2\.\d+\.s(\d{1,18})\$o(\d{1,10})(?:\$|$)")
 _DIGITS = re.compile(r"^\d{1,19}$")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
@@ -110,7 +110,7 @@ def session_id(event: Mapping[str, Any]) -> int | None:
     sid = _text(_mapping(context.get("session")).get("id"))
     if sid is None:
         return None
-    if _DIGITS.match(sid):
+    if _DIGITS.match(sid) and int(sid) < 2**63:
         return int(sid)
     return _numbers("session:" + sid)[1]
 

@@ -19,12 +19,13 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["COMMERCE_EVENTS", "event_params", "item_params"]
+__all__ = ["COMMERCE_EVENTS", "INT64", "event_params", "item_params"]
 
 Params = dict[str, Any]
 Problem = tuple[str, str]
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+INT64 = 2**63 - 1  # GA stores integers as int64; a larger one cannot even be encoded as JSON by orjson
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -46,7 +47,7 @@ def _number(value: Any) -> int | float | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):
-        return value
+        return value if -INT64 <= value <= INT64 else None
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, str):
@@ -162,8 +163,9 @@ def _custom(properties: Mapping[str, Any]) -> Params:
         if isinstance(raw, bool):
             params[key] = raw
         elif isinstance(raw, int | float):
-            if not isinstance(raw, float) or math.isfinite(raw):
-                params[key] = raw
+            number = _number(raw)
+            if number is not None:
+                params[key] = number
         elif isinstance(raw, str) and raw.strip():
             params[key] = raw.strip()
     return params
