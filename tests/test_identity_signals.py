@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from datafly.errors import BadRequest
+from datafly.errors import InvalidEvent
 from datafly.processing.identity import (
     CLICK_IDS,
     COOKIE_NAMES,
@@ -377,7 +377,7 @@ def test_the_profile_round_trips_with_the_new_fields() -> None:
     ("key", "value"), list(itertools.product(["cookies", "clickIds", "click_ids"], ["x", [1], 3]))
 )
 def test_the_gateway_refuses_cookies_or_click_ids_that_are_not_objects(key: str, value: Any) -> None:
-    with pytest.raises(BadRequest) as refused:
+    with pytest.raises(InvalidEvent) as refused:
         validate_event({"type": "track", "event": "A", "context": {key: value}})
     assert f"context.{key} must be an object" in refused.value.message
 
