@@ -90,9 +90,7 @@ class Ga4Destination(Destination):
         SettingField(
             "api_secret",
             secret=True,
-            description="A Measurement Protocol API secret of the same stream.",
-            pattern=r"[A-Za-z0-9_-]+",
-            format_hint="the secret value GA shows, letters, digits, - and _",
+            description="A Measurement Protocol API secret of the same stream (Google documents no format).",
         ),
         SettingField(
             "region",
