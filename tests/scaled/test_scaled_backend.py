@@ -5,13 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
 from datafly.config import Config
 from datafly.errors import StorageUnavailable
-from datafly.store.records import NewDelivery
+from datafly.inbox import RequestMeta, encode
+from datafly.store.records import InboundEvent, NewDelivery
 from datafly.store.scaled.backend import LostShard, ScaledBackend, open_scaled_backend
 from datafly.store.scaled.redis_queue import CONSUMERS, SHARDS
 
@@ -21,7 +23,14 @@ Opener = Callable[[], ScaledBackend]
 
 
 def event(mid: str, anonymous_id: str) -> bytes:
-    return orjson.dumps({"type": "track", "event": "x", "messageId": mid, "anonymousId": anonymous_id})
+    """An inbox record of one event, as the gateway stores it."""
+    meta = RequestMeta("web", "203.0.113.1", "ua", anonymous_id, time.time(), "track", "single")
+    return encode(meta, orjson.dumps({"event": "x", "messageId": mid, "anonymousId": anonymous_id}))
+
+
+def body(e: InboundEvent) -> Any:
+    assert e.record is not None, e.problem
+    return e.record.events()[0]
 
 
 @pytest.fixture
@@ -69,7 +78,7 @@ async def test_one_message_id_is_routed_once_across_processors(processes: Opener
     assert all(batches)
     now = time.time()
     for backend, batch in zip((a, b), batches, strict=True):
-        deliveries = [NewDelivery("hook", "dup", "track", False, orjson.dumps(e.event)) for e in batch[:1]]
+        deliveries = [NewDelivery("hook", "dup", "track", False, orjson.dumps(body(e))) for e in batch[:1]]
         await backend.commit_processed(batch, [], [("dup", now)], deliveries, [])
     assert (await a.queue_depths())["hook"] == 1
 
@@ -91,7 +100,7 @@ async def test_a_dead_workers_lease_is_taken_and_not_settled_twice(processes: Op
     a, b = await started(processes), await started(processes)
     await a.append_inbound([event(f"m{i}", f"v{i}") for i in range(5)])
     batch = await a.read_inbound(100)
-    deliveries = [NewDelivery("hook", e.event["messageId"], "track", False, b"{}") for e in batch]
+    deliveries = [NewDelivery("hook", body(e)["messageId"], "track", False, b"{}") for e in batch]
     await a.commit_processed(batch, [], [(d.message_id, time.time()) for d in deliveries], deliveries, [])
     leased = await a.lease("hook", 100, time.time(), 600)
     assert len(leased) == 5
@@ -174,7 +183,7 @@ def test_a_request_of_many_visitors_is_split_by_shard() -> None:
     seen = []
     for shard, stored in placed:
         doc = orjson.loads(stored)
-        assert doc["m"] == {**meta, "w": "list"}
+        assert doc["m"] == {**meta, "w": "list"}  # (the wire format of datafly.inbox)
         for raw in events_in(doc["b"], doc["m"]["w"]):
             assert raw["context"] == {"ip": "5.6.7.8"}  # the batch-level context went with each event
             assert shard_of(raw.get("anonymousId", "cookie")) == shard
