@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from datafly.destinations.fields import is_empty, parse_source, resolve_path
+from datafly.events import event_key as event_key  # (re-exported: destinations map events by it)
 from datafly.destinations.rules import SECRET_MIN_LENGTH, header_problems, text_problem, url_problem
 
 Event = dict[str, Any]
@@ -417,10 +418,6 @@ def chunks(seq: Sequence[Formatted], size: int) -> list[Sequence[Formatted]]:
     return [seq[i : i + size] for i in range(0, len(seq), max(1, size))]
 
 
-def event_key(event: Event) -> str:
-    """The key an event is mapped by: ``page``, ``identify``, ``group``, or a track event's name."""
-    kind = event.get("type", "")
-    return str(event.get("event", "")) if kind == "track" else str(kind)
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from datafly.destinations.base import event_key
 from datafly.destinations.registry import get_destination
+from datafly.events import event_key
 from datafly.management.redact import redact
 from datafly.runtime.roles import Runtime
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from datafly.errors import InvalidEvent
+from datafly.events import EVENT_TYPES
 from datafly.inbox import RequestMeta, events_in
 from datafly.processing.pii import scrub_pii
 from datafly.processing.timestamps import format_ts, in_window, parse_ts
@@ -30,7 +31,6 @@ __all__ = [
     "validate_event",
 ]
 
-EVENT_TYPES = frozenset({"track", "page", "identify", "group"})
 _TOP_ALIASES = {
     "user_id": "userId",
     "anonymous_id": "anonymousId",

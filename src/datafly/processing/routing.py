@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from datafly.destinations.base import event_key
+from datafly.events import event_key
 from datafly.processing.profile import Profile
 
 

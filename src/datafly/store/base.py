@@ -11,7 +11,6 @@ import abc
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from datafly.processing.profile import Profile
 from datafly.store.records import (
     DeadLetter,
     InboundEvent,
@@ -21,6 +20,7 @@ from datafly.store.records import (
     Retry,
     Unprocessable,
 )
+from datafly.visitor import Profile
 
 
 class Backend(abc.ABC):

@@ -18,7 +18,6 @@ from typing import Any
 import orjson
 
 from datafly.errors import DataflyError, StorageUnavailable
-from datafly.processing.profile import Profile
 from datafly.store.base import Backend
 from datafly.store.embedded.schema import INBOX_SCHEMA, migrate
 from datafly.store.embedded.sqlite import SqliteDatabase, TickCommitter
@@ -36,6 +35,7 @@ from datafly.store.records import (
 )
 from datafly.store.rows import DEAD_LETTER_COLUMNS, LOG_COLUMNS, dead_letter_view, log_view, parse_ids
 from datafly.store.signals import LocalSignals
+from datafly.visitor import Profile
 
 _QUEUE_COLUMNS = "id, integration_id, message_id, mapping, first_in_session, event, attempts, enqueued_at"
 

@@ -33,7 +33,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from datafly.config import Config
 from datafly.errors import DataflyError, StorageUnavailable
-from datafly.processing.profile import Profile
 from datafly.store.base import Backend
 from datafly.store.home import private_home
 from datafly.store.records import (
@@ -49,6 +48,7 @@ from datafly.store.records import (
 from datafly.store.scaled.postgres import PostgresStore
 from datafly.store.scaled.redis_queue import WAKE, LostShard, RedisQueue, connect
 from datafly.store.signals import LocalSignals
+from datafly.visitor import Profile
 
 __all__ = ["LostShard", "ScaledBackend", "open_scaled_backend"]
 

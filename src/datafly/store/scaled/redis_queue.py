@@ -43,7 +43,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from datafly.inbox import InvalidRecord, decode, encode_events
-from datafly.processing.profile import Profile
 from datafly.store.records import (
     UNPROCESSABLE,
     DeadLetter,
@@ -57,6 +56,7 @@ from datafly.store.records import (
 )
 from datafly.store.records import Retry as RetryRow
 from datafly.store.scaled import redis_scripts
+from datafly.visitor import Profile
 
 SHARDS = 16
 PROCESSORS_GROUP = "processors"
