@@ -147,7 +147,11 @@ def build(destination: Destination, spec: dict[str, Any]) -> tuple[list[Outbound
     endpoint = destination.endpoint(settings, spec.get("endpoint"))
     requests = destination.build_requests(formatted, settings, endpoint) if formatted else []
     carried = [item_id for request in requests for item_id in request.item_ids]
-    assert carried == [f.item_id for f in formatted], "every formatted item travels exactly once, in order"
+    order = [f.item_id for f in formatted]
+    assert sorted(carried) == sorted(order), "every formatted item travels exactly once"
+    for request in requests:  # (a vendor may group items, GA4 by visitor: in order within a request)
+        positions = [order.index(item_id) for item_id in request.item_ids]
+        assert positions == sorted(positions), "items keep their order within a request"
     for request in requests:
         assert len(request.item_ids) <= destination.max_batch
     return requests, skips

@@ -84,6 +84,7 @@ class StandIn:
     """
 
     path: ClassVar[str] = "/"
+    paths: ClassVar[tuple[str, ...]] = ()  # further paths the vendor serves (GA4: /debug/mp/collect)
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, delay: float = 0.0) -> None:
         self.host = host
@@ -200,7 +201,7 @@ class StandIn:
             await asyncio.sleep(delay)
         if planned is not None:
             response = web.Response(status=planned.status, headers=dict(planned.headers), body=planned.body)
-        elif request.path != self.path:
+        elif request.path != self.path and request.path not in self.paths:
             response = web.json_response({"error": "not found"}, status=404)
         else:
             response = await self.answer(request, record)

@@ -75,16 +75,6 @@ PREFIXES = ("google_", "ga_", "firebase_")
 LONG = {"page_location": 1000, "page_referrer": 420, "page_title": 300}
 
 
-class _Paths(str):
-    """The stand-in's path, also equal to the validation server's: GA4 serves both under one origin
-    (:class:`StandIn` answers 404 to any other path before :meth:`Ga4StandIn.answer` is called)."""
-
-    def __ne__(self, other: object) -> bool:
-        return other not in (COLLECT, DEBUG)
-
-    __hash__ = str.__hash__
-
-
 def _message(path: str, description: str, code: str) -> dict[str, str]:
     return {"fieldPath": path, "description": description, "validationCode": code}
 
@@ -93,7 +83,8 @@ class Ga4StandIn(StandIn):
     """Answers like GA4's Measurement Protocol. Configure the integration's ``endpoint`` with
     :attr:`origin` (the destination adds the path). ``clock`` gives "now" in epoch seconds."""
 
-    path = _Paths(COLLECT)
+    path = COLLECT
+    paths = (DEBUG,)  # GA4's validation server, under the same origin
 
     def __init__(
         self,
