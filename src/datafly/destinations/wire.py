@@ -33,10 +33,15 @@ _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 
 
+_CANONICAL_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)")
+
+
 def visitor_ip(value: Any) -> str | None:
     """The canonical text of the IP address in ``value``, or None when it holds no IP address."""
     if type(value) is not str:
         return None
+    if _CANONICAL_IPV4.fullmatch(value):  # the usual case, 10x cheaper than ipaddress
+        return value
     text = value.strip()
     if not text or len(text) > 64:  # the longest IPv6 text with an IPv4 tail is 45 characters
         return None
