@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from datafly.destinations.fields import is_empty, parse_source, resolve_path
-from datafly.events import event_key as event_key  # (re-exported: destinations map events by it)
 from datafly.destinations.rules import SECRET_MIN_LENGTH, header_problems, text_problem, url_problem
+from datafly.events import event_key as event_key  # (re-exported: destinations map events by it)
 
 Event = dict[str, Any]
 Settings = Mapping[str, Any]
