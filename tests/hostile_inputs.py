@@ -60,6 +60,8 @@ urls = st.one_of(
     st.sampled_from(
         [
             "http://[::1/?rclid=abc", "https://shop.example/p?rclid=r1&rtid=t", "http://[::1]:80/?rtid=x",
+            "https://shop.example/?fbclid=F&gclid=G&ttclid=T&ScCid=S&epik=E&msclkid=M&li_fat_id=L&gbraid=B&wbraid=W",
+            "?GCLID=upper&fbclid=&fbclid=second", "https://shop.example/?fbclid=" + "x" * 600,
             "https://[fe80::1%25eth0]/", "//x", "?rclid=only", "http://a:b@[/", "http://x:99999999/",
             "https://shop.example/?email=a@b.example", "javascript:alert(1)", "\r\nX: y", "http://é.example/ü?rclid=ß",
         ]
@@ -85,7 +87,14 @@ contexts = st.fixed_dictionaries(
         "ip": st.one_of(st.sampled_from(["203.0.113.7", "::1", "1.2.3", "x\r\ny", "ü"]), json_values),
         "userAgent": st.one_of(st.text(max_size=60), json_values),
         "user_agent": json_values,
-        "clickIds": st.one_of(st.dictionaries(st.text(max_size=10), json_values, max_size=3), json_values),
+        "clickIds": st.one_of(
+            st.dictionaries(st.sampled_from(["gclid", "fbclid", "ttclid", "rclid", "x"]), json_values, max_size=3),
+            st.dictionaries(st.text(max_size=10), json_values, max_size=3),
+            json_values,
+        ),
+        "cookies": mostly(
+            st.dictionaries(st.sampled_from(["_fbp", "_fbc", "_ga", "_ga_ABC1", "_ttp", "_gcl_aw", "sid"]), json_values)
+        ),
         "traits": mostly(st.dictionaries(st.sampled_from(["email", "phone", "Phone", "mobile", "x"]), json_values)),
     },
 )
