@@ -6,6 +6,7 @@ raw email or phone.
 
 from __future__ import annotations
 
+import functools
 import random
 import urllib.parse
 from dataclasses import dataclass
@@ -163,15 +164,27 @@ def nesting_possible(body: bytes) -> bool:
 def nested_too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
     """Whether ``value`` nests more than ``limit`` levels of objects and arrays (``value`` itself
     is level 1). orjson's encoder stops at 254 levels: wrapped in ``254 - limit`` more, ``value``
-    encodes exactly when it is within ``limit`` (a walk in Python cost 16 times as much)."""
-    wrapped = value
-    for _ in range(_ENCODER_DEPTH - limit):
-        wrapped = [wrapped]
+    encodes exactly when it is within ``limit`` (a walk in Python cost 16 times as much). The
+    wrapping lists are made once per limit and reused (no await in between: one thread uses them)."""
+    outer, inner = _wrapping(limit)
+    inner[0] = value
     try:
-        orjson.dumps(wrapped)
+        orjson.dumps(outer)
     except orjson.JSONEncodeError:
         return True
+    finally:
+        inner[0] = None
     return False
+
+
+@functools.cache
+def _wrapping(limit: int) -> tuple[list[Any], list[Any]]:
+    """``254 - limit`` nested lists: the outermost and the innermost (whose one slot takes a value)."""
+    inner: list[Any] = [None]
+    outer = inner
+    for _ in range(_ENCODER_DEPTH - limit - 1):
+        outer = [outer]
+    return outer, inner
 
 
 def _check_timestamp(timestamp: Any, where: str) -> None:
