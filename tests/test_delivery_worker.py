@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
 
 from datafly.config import DeliveryConfig, Integration
 from datafly.delivery.http import VendorClient
@@ -22,6 +23,7 @@ from datafly.destinations.base import (
     Item,
     ItemOutcome,
     OutboundRequest,
+    Outcome,
     Settings,
     Skip,
     VendorResponse,
@@ -31,7 +33,7 @@ from datafly.destinations.webhook.destination import WebhookDestination
 from datafly.observe import DebugBus, Metrics
 from datafly.store.embedded.backend import EmbeddedBackend
 from datafly.store.records import InboundEvent, NewDelivery
-from standins import WebhookStandIn
+from standins import RecordedRequest, WebhookStandIn
 
 
 async def queue(backend: EmbeddedBackend, integration: str, count: int, names: list[str] | None = None) -> list[str]:
@@ -256,6 +258,71 @@ async def test_every_attempt_has_a_log_row_and_every_item_a_typed_outcome(
         assert by_message[inject]["request"]["headers"]["X-Visitor-UA"] == "Mozilla/5.0\r\nX-Injected: 1"
         assert by_message[client_bug]["reason"] == "delivery failed: RuntimeError: client bug"
         assert await backend.db.read(lambda c: c.execute("SELECT count(*) FROM queue").fetchall()) == [(0,)]
+    finally:
+        await backend.close()
+        await hook.stop()
+
+
+class AllOrNothingHook(WebhookStandIn):
+    """Refuses a whole batch (400, naming the first bad event) when one of its events is ``Bad``,
+    as Meta does."""
+
+    async def answer(self, request: web.Request, record: RecordedRequest) -> web.Response:
+        bad = [e["messageId"] for e in record.json()["batch"] if e.get("event") == "Bad"]
+        if bad:
+            return web.Response(status=400, text=f"invalid event {bad[0]}")
+        return await super().answer(request, record)
+
+
+class AllOrNothingWebhook(WebhookDestination):
+    """A webhook whose 400 means that some event of the batch is invalid: ``Outcome.SPLIT``."""
+
+    def classify(self, request: OutboundRequest, response: VendorResponse) -> dict[str, ItemOutcome]:
+        if response.status == 400:
+            return {i: ItemOutcome(Outcome.SPLIT, response.body.decode()) for i in request.item_ids}
+        return super().classify(request, response)
+
+
+async def test_a_batch_refused_for_some_of_its_events_is_halved_until_they_are_alone(tmp_path: Path) -> None:
+    """SPLIT: the batch is sent again in halves (ceil, floor), and so on; a bad event alone is
+    rejected with the vendor's reason, every other one is delivered once, and a split is no attempt."""
+    hook = await AllOrNothingHook().start()
+    backend = EmbeddedBackend(str(tmp_path / "home"))
+    await backend.start()
+    try:
+        integration = Integration("hook", "webhook", "all", {"url": hook.url, "batch_size": 10})
+        names = ["Good"] * 10
+        names[3] = names[7] = "Bad"
+        ids = await queue(backend, "hook", len(names), names)
+        bad, good = {ids[3], ids[7]}, set(ids) - {ids[3], ids[7]}
+        client = VendorClient(4)
+        config = DeliveryConfig(concurrency=4)
+        worker = IntegrationWorker(integration, AllOrNothingWebhook(), backend, config, client, Metrics(), DebugBus())
+
+        async def decided() -> bool:
+            return len(await backend.dead_letters("hook")) == 2 and len(hook.events()) == 8
+
+        await run_until(worker, decided)
+        await client.close()
+
+        # 10 -> 5 + 5 -> (3 + 2) + (3 + 2) -> the 2 holding item 3 and the 3 holding item 7 again
+        sent = sorted(tuple(e["messageId"] for e in r.json()["batch"]) for r in hook.requests)
+        halves = [ids, ids[:5], ids[5:], ids[:3], ids[3:5], ids[5:8], ids[8:], ids[3:4], ids[4:5], ids[5:7], ids[7:8]]
+        assert sent == sorted(tuple(h) for h in halves)
+        assert hook.count_by_message_id() == dict.fromkeys(good, 1)
+        letters = {d["message_id"]: d for d in await backend.dead_letters("hook")}
+        assert {m: (d["outcome"], d["attempts"], d["reason"]) for m, d in letters.items()} == {
+            m: ("rejected", 1, f"invalid event {m}") for m in bad
+        }
+        assert await backend.db.read(lambda c: c.execute("SELECT count(*) FROM queue").fetchall()) == [(0,)]
+        log = await backend.delivery_log("hook", limit=100)
+        assert len(log) == len(hook.requests)  # a row for every request, split ones included
+        rows = sorted((len(row["message_ids"]), row["outcome"], row["status"], row["attempt"]) for row in log)
+        assert rows == sorted(
+            [(10, "split", 400, 1), (5, "split", 400, 1), (5, "split", 400, 1), (2, "split", 400, 1),
+             (3, "split", 400, 1), (3, "done", 200, 1), (2, "done", 200, 1), (1, "done", 200, 1),
+             (2, "done", 200, 1), (1, "rejected", 400, 1), (1, "rejected", 400, 1)]
+        )  # fmt: skip
     finally:
         await backend.close()
         await hook.stop()

@@ -107,6 +107,8 @@ def decide(
     for item in items:
         outcome = outcomes.get(item.id, ItemOutcome(Outcome.RETRY, "no outcome from the classifier"))
         seen.add(outcome.outcome.value)
+        if outcome.outcome is Outcome.SPLIT:  # not decided, not an attempt: sent again (see split_off)
+            continue
         attempts = item.attempts + 1
         if outcome.outcome is Outcome.DONE:
             into.done.append(item.id)
@@ -123,6 +125,18 @@ def decide(
     return seen.pop() if len(seen) == 1 else "partial"
 
 
+def split_off(items: Sequence[QueuedItem], outcomes: dict[str, ItemOutcome]) -> list[QueuedItem]:
+    """The items of one request that are to be sent again in halves (:attr:`Outcome.SPLIT`: the
+    vendor refused the request for some of them). An item that its request carried alone is the
+    bad one: its outcome becomes REJECTED with the vendor's reason (in ``outcomes``), and nothing
+    is sent again."""
+    split = [i for i in items if (o := outcomes.get(i.id)) is not None and o.outcome is Outcome.SPLIT]
+    if split and len(items) == 1:
+        outcomes[split[0].id] = replace(outcomes[split[0].id], outcome=Outcome.REJECTED)
+        return []
+    return split
+
+
 class IntegrationWorker:
     """Delivers one integration's queue as a pipeline of three stages that never wait on each other:
 
@@ -133,7 +147,8 @@ class IntegrationWorker:
     - *lanes* only send: each takes the next unit, sends its request(s) and hands the answers over;
     - a *settler* classifies every answer that came in while its previous commit ran, in one pass,
       and stores the decisions in one ``settle`` (group commit: a slow disk makes commits bigger,
-      not fewer requests).
+      not fewer requests). The items of a request refused for some of them (``Outcome.SPLIT``) are
+      not decided: they go back to the front of the buffer in two halves, until the bad ones are alone.
 
     Formatting and classifying in passes over many items, away from the HTTP client's callbacks, is
     what makes the worker cheap per event (the same Python costs 2-3x more when it runs a piece at
@@ -568,18 +583,24 @@ class IntegrationWorker:
                 continue
             marks = (len(into.done), len(into.retries), len(into.dead), len(into.log))
             try:
-                self._conclude(unit, responses, now, into)
+                halving = self._conclude(unit, responses, now, into)
             except Exception as exc:  # a bug here must not stop the settler: undo the unit's half, retry it
                 self._log_bug("delivery worker failed", exc)
                 del into.done[marks[0] :], into.retries[marks[1] :], into.dead[marks[2] :], into.log[marks[3] :]
                 self._failed(unit.items, exc, into)
+            else:
+                self._send_again_in_halves(halving, now, into)
 
-    def _conclude(self, unit: Unit, answers: list[Answer], now: float, into: Settlement) -> None:
+    def _conclude(
+        self, unit: Unit, answers: list[Answer], now: float, into: Settlement
+    ) -> list[list[QueuedItem]]:
         """The decisions and delivery-log rows for one unit's answers: one row per request, whether
-        the vendor answered, the request could not be sent, or its answer could not be read."""
+        the vendor answered, the request could not be sent, or its answer could not be read. Returns
+        the items of each request answered SPLIT, to be sent again in halves."""
         integration = self.integration
         _, secrets, _ = self._context or self._resolve_context()
         by_id = {item.id: item for item in unit.items} if len(unit.items) > 1 else None
+        halving: list[list[QueuedItem]] = []
         for request, answer in zip(unit.requests, answers, strict=True):
             request_items = [by_id[i] for i in request.item_ids] if by_id is not None else unit.items
             if isinstance(answer, Exception):  # not sent: refused by the client, or a client bug
@@ -598,6 +619,9 @@ class IntegrationWorker:
                 item_id: replace(o, reason=mask_text(o.reason, secrets)) if secrets and o.reason else o
                 for item_id, o in classified.items()
             }
+            halve = split_off(request_items, outcomes)
+            if halve:
+                halving.append(halve)
             summary = decide(request_items, masked, outcomes, self.config, now, into)
             reasons = sorted({o.reason for o in outcomes.values() if o.reason})
             into.log.append(
@@ -617,6 +641,24 @@ class IntegrationWorker:
                 )
             )
             self._observe(request_items, unit.received, outcomes, response, masked, now, secrets)
+        return halving
+
+    def _send_again_in_halves(self, halving: list[list[QueuedItem]], now: float, into: Settlement) -> None:
+        """Each group of items goes back to the front of the buffer as two halves, formatted afresh,
+        attempts unchanged (a split is not an attempt). A half is always smaller than the request
+        that failed, so the halving ends with the bad items alone, rejected (:func:`split_off`):
+        one bad event in a batch of ``n`` costs about ``2 * log2(n)`` more requests, its items stay
+        leased meanwhile. Once the lanes are gone (stopping), the items are released instead."""
+        for group in halving:
+            if self._closing:
+                into.retries.extend(Retry(i.id, now, i.attempts, "") for i in group)
+                continue
+            middle = (len(group) + 1) // 2
+            units = self._prepare(group[:middle]) + self._prepare(group[middle:])
+            self._buffer.extendleft(reversed(units))
+            self._buffered += sum(len(u.items) for u in units)
+            if units:
+                self._items_ready.set()
 
     def _log_bug(self, what: str, exc: BaseException) -> None:
         """``log.exception`` with the settings' secrets masked: an error's text may quote them."""

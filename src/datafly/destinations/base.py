@@ -6,7 +6,8 @@ the retrying and the bookkeeping.
 
 Exception tree: none here. Formatting problems that concern one event are returned as
 :class:`Skip` (recorded with their reason, never sent); the answer of a vendor is classified into
-:class:`Outcome` values, never raised.
+:class:`Outcome` values, never raised. A vendor that refuses a whole batch for one bad event
+answers :attr:`Outcome.SPLIT` for its items; the worker finds the bad ones by halving the batch.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class Outcome(enum.Enum):
     RETRY = "retry"  # a passing failure: try again after a delay
     REJECTED = "rejected"  # the vendor refused this event: never retried, dead-lettered
     AUTH_FAILED = "auth_failed"  # credentials are wrong: never retried, dead-lettered with a hint
+    # the request failed as a whole because of some of its items (Meta refuses a batch for one bad
+    # event): they are sent again in halves, not counted as an attempt; one item alone is REJECTED
+    SPLIT = "split"
 
 
 @dataclass(frozen=True)
