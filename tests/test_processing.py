@@ -54,9 +54,10 @@ def test_email_and_phone_are_hashed_everywhere_they_are_read() -> None:
             "context": {"traits": {"phone": "07700 900123"}},
         }
     )
-    assert event["traits"] == {"email_sha256": sha("jane@example.com"), "phone_sha256": sha("+447700900123")}
+    phone = {"phone_sha256": sha("+447700900123"), "phone_digits_sha256": sha("447700900123")}  # (Meta's form)
+    assert event["traits"] == {"email_sha256": sha("jane@example.com"), **phone}
     assert event["properties"] == {"email_sha256": sha("a@b.c")}
-    assert event["context"]["traits"] == {"phone_sha256": sha("+447700900123")}
+    assert event["context"]["traits"] == phone
 
 
 def test_a_hash_is_not_hashed_again_and_an_unreadable_phone_is_dropped() -> None:

@@ -1,7 +1,9 @@
 """Hashing of email and phone: raw values never get past the gateway.
 
 ``email`` → ``email_sha256``: SHA-256 hex of the trimmed, lower-cased address.
-``phone`` → ``phone_sha256``: SHA-256 hex of the number in E.164 (``+447700900123``).
+``phone`` → ``phone_sha256``: SHA-256 hex of the number in E.164 (``+447700900123``), and
+``phone_digits_sha256``: SHA-256 hex of the same digits without the ``+`` (``447700900123``), the
+form Meta hashes (a hash cannot be turned into the other form later).
 A value that already is 64 hex characters is taken as a hash and kept as it is.
 """
 
@@ -13,10 +15,11 @@ from typing import Any
 
 import phonenumbers
 
-__all__ = ["PII_KEYS", "hash_email", "hash_phone", "is_sha256", "scrub_pii"]
+__all__ = ["PHONE_DIGITS_KEY", "PII_KEYS", "hash_email", "hash_phone", "is_sha256", "scrub_pii"]
 
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 PII_KEYS = {"email": "email_sha256", "phone": "phone_sha256"}
+PHONE_DIGITS_KEY = "phone_digits_sha256"
 _ALIASES = {
     "email": "email",
     "Email": "email",
@@ -53,13 +56,20 @@ def e164(value: str, default_region: str | None) -> str | None:
 
 
 def hash_phone(value: str, default_region: str | None = None) -> str | None:
+    return _phone_digests(value, default_region)[0]
+
+
+def _phone_digests(value: str, default_region: str | None) -> tuple[str | None, str | None]:
+    """The SHA-256 hex of the number in E.164, and of its digits without the ``+``; a value that
+    already is a hash is kept as the first (the second cannot be had from it)."""
     text = str(value).strip()
     if is_sha256(text):
-        return text.lower()
+        return text.lower(), None
     formatted = e164(text, default_region)
     if formatted is None:
-        return None
-    return hashlib.sha256(formatted.encode("ascii")).hexdigest()
+        return None, None
+    digest = hashlib.sha256(formatted.encode("ascii")).hexdigest()
+    return digest, hashlib.sha256(formatted[1:].encode("ascii")).hexdigest()
 
 
 def scrub_pii(fields: dict[str, Any], default_region: str | None) -> int:
@@ -71,7 +81,12 @@ def scrub_pii(fields: dict[str, Any], default_region: str | None) -> int:
         if raw is None or raw == "":
             continue
         kind = _ALIASES[key]
-        digest = hash_email(str(raw)) if kind == "email" else hash_phone(str(raw), default_region)
+        if kind == "email":
+            digest = hash_email(str(raw))
+        else:
+            digest, digits = _phone_digests(str(raw), default_region)
+            if digits is not None:
+                fields[PHONE_DIGITS_KEY] = digits
         if digest is None:
             dropped += 1
         else:
