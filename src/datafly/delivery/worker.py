@@ -8,7 +8,6 @@ vendor's answer was classified and that decision was stored.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import traceback
@@ -20,8 +19,15 @@ from typing import Any
 import orjson
 
 from datafly.config import DeliveryConfig, Integration
-from datafly.delivery.backoff import retry_delay
 from datafly.delivery.http import UnsendableRequest, VendorClient
+from datafly.delivery.settle import (
+    Answer,
+    Settlement,
+    conclude,
+    decide,
+    excerpt,
+    masked_json,
+)
 from datafly.delivery.tokens import NoAccessToken, TokenCache, TokenRefused
 from datafly.destinations.base import (
     ACCESS_TOKEN_KEY,
@@ -41,16 +47,7 @@ from datafly.store.base import Backend
 from datafly.store.records import DeadLetter, LogRow, QueuedItem, Retry
 
 log = logging.getLogger("datafly.delivery")
-_EXCERPT = 2000
 _PREPARE_PART = 32  # events formatted in one pass before the lanes get a turn
-
-
-@dataclass
-class Settlement:
-    done: list[str]
-    retries: list[Retry]
-    dead: list[DeadLetter]
-    log: list[LogRow]
 
 
 @dataclass(slots=True)
@@ -63,78 +60,6 @@ class Unit:
     # a vendor with an access token: what the requests were built from and with (renewal on a 401)
     formatted: list[Formatted] | None = None
     token: str = ""
-
-
-Answer = VendorResponse | Exception  # what came back for one request: an answer, or why it was not sent
-
-
-def excerpt(body: bytes, limit: int = _EXCERPT) -> str:
-    return body[:limit].decode("utf-8", "replace")
-
-
-def unsent_outcome(exc: Exception) -> ItemOutcome:
-    """The outcome of a request that raised instead of being sent: one the HTTP client refused
-    (it cannot be encoded) is rejected for good, anything else (a bug) is tried again, at most
-    ``delivery.max_attempts`` times."""
-    if isinstance(exc, NoAccessToken):  # not sent again: no fresh access token (the token endpoint's outcome)
-        return exc.refused.outcome
-    if isinstance(exc, UnsendableRequest):
-        return ItemOutcome(Outcome.REJECTED, f"not sent: the request cannot be encoded: {exc}")
-    return ItemOutcome(Outcome.RETRY, f"delivery failed: {type(exc).__name__}: {exc}")
-
-
-def masked_json(request: OutboundRequest, secrets: Sequence[str]) -> str:
-    """The masked request as JSON text for the log (text orjson refuses, such as a lone surrogate,
-    is escaped by the standard library instead)."""
-    view = request.masked(secrets)
-    try:
-        return orjson.dumps(view).decode()
-    except TypeError:
-        return json.dumps(view)
-
-
-def decide(
-    items: Sequence[QueuedItem],
-    masked: str,
-    outcomes: dict[str, ItemOutcome],
-    config: DeliveryConfig,
-    now: float,
-    into: Settlement,
-) -> str:
-    """Turn the outcome of each item of one request into done, retry or dead; returns the
-    request's summary outcome for the delivery log."""
-    seen: set[str] = set()
-    for item in items:
-        outcome = outcomes.get(item.id, ItemOutcome(Outcome.RETRY, "no outcome from the classifier"))
-        seen.add(outcome.outcome.value)
-        if outcome.outcome is Outcome.SPLIT:  # not decided, not an attempt: sent again (see split_off)
-            continue
-        attempts = item.attempts + 1
-        if outcome.outcome is Outcome.DONE:
-            into.done.append(item.id)
-        elif outcome.outcome is Outcome.RETRY:
-            delay = retry_delay(attempts, config, outcome.retry_after)
-            too_old = now + delay - item.enqueued_at > config.max_age
-            if attempts >= config.max_attempts or too_old:
-                why = f"gave up after {attempts} attempts" if not too_old else "older than delivery.max_age"
-                into.dead.append(DeadLetter(item, attempts, "retry", f"{why}: {outcome.reason}", masked))
-            else:
-                into.retries.append(Retry(item.id, now + delay, attempts, outcome.reason))
-        else:
-            into.dead.append(DeadLetter(item, attempts, outcome.outcome.value, outcome.reason, masked))
-    return seen.pop() if len(seen) == 1 else "partial"
-
-
-def split_off(items: Sequence[QueuedItem], outcomes: dict[str, ItemOutcome]) -> list[QueuedItem]:
-    """The items of one request that are to be sent again in halves (:attr:`Outcome.SPLIT`: the
-    vendor refused the request for some of them). An item that its request carried alone is the
-    bad one: its outcome becomes REJECTED with the vendor's reason (in ``outcomes``), and nothing
-    is sent again."""
-    split = [i for i in items if (o := outcomes.get(i.id)) is not None and o.outcome is Outcome.SPLIT]
-    if split and len(items) == 1:
-        outcomes[split[0].id] = replace(outcomes[split[0].id], outcome=Outcome.REJECTED)
-        return []
-    return split
 
 
 class IntegrationWorker:
@@ -575,73 +500,31 @@ class IntegrationWorker:
     def _conclude_all(
         self, answers: list[tuple[Unit, list[Answer] | Exception]], into: Settlement
     ) -> None:
-        """Classify every answer, in one pass, into the decisions to store."""
+        """Classify every answer, in one pass, into the decisions to store (``delivery/settle.py``,
+        pure); the metrics, the debugger and the halves to send again follow from its verdicts."""
         now = time.time()
+        _, secrets, _ = self._context or self._resolve_context()
         for unit, responses in answers:
             if isinstance(responses, Exception):
                 self._failed(unit.items, responses, into)
                 continue
-            marks = (len(into.done), len(into.retries), len(into.dead), len(into.log))
             try:
-                halving = self._conclude(unit, responses, now, into)
-            except Exception as exc:  # a bug here must not stop the settler: undo the unit's half, retry it
+                concluded = conclude(
+                    self.destination, self.integration.id, unit.items, unit.requests, responses,
+                    secrets, self.config, now,
+                )  # fmt: skip
+            except Exception as exc:  # a bug here must not stop the settler: the unit is retried
                 self._log_bug("delivery worker failed", exc)
-                del into.done[marks[0] :], into.retries[marks[1] :], into.dead[marks[2] :], into.log[marks[3] :]
                 self._failed(unit.items, exc, into)
-            else:
-                self._send_again_in_halves(halving, now, into)
-
-    def _conclude(
-        self, unit: Unit, answers: list[Answer], now: float, into: Settlement
-    ) -> list[list[QueuedItem]]:
-        """The decisions and delivery-log rows for one unit's answers: one row per request, whether
-        the vendor answered, the request could not be sent, or its answer could not be read. Returns
-        the items of each request answered SPLIT, to be sent again in halves."""
-        integration = self.integration
-        _, secrets, _ = self._context or self._resolve_context()
-        by_id = {item.id: item for item in unit.items} if len(unit.items) > 1 else None
-        halving: list[list[QueuedItem]] = []
-        for request, answer in zip(unit.requests, answers, strict=True):
-            request_items = [by_id[i] for i in request.item_ids] if by_id is not None else unit.items
-            if isinstance(answer, Exception):  # not sent: refused by the client, or a client bug
-                response = VendorResponse(0, error=f"not sent: {type(answer).__name__}: {answer}")
-                classified = {i.id: unsent_outcome(answer) for i in request_items}
-            else:
-                response = answer
-                try:
-                    classified = self.destination.classify(request, response)
-                except Exception as exc:  # a classifier bug: the items are tried again, not lost
-                    self._log_bug("classifying failed", exc)
-                    failed = ItemOutcome(Outcome.RETRY, f"delivery failed: {type(exc).__name__}: {exc}")
-                    classified = {i.id: failed for i in request_items}
-            masked = masked_json(request, secrets)
-            outcomes = {  # a vendor may echo the request back: its answer is masked like the request
-                item_id: replace(o, reason=mask_text(o.reason, secrets)) if secrets and o.reason else o
-                for item_id, o in classified.items()
-            }
-            halve = split_off(request_items, outcomes)
-            if halve:
-                halving.append(halve)
-            summary = decide(request_items, masked, outcomes, self.config, now, into)
-            reasons = sorted({o.reason for o in outcomes.values() if o.reason})
-            into.log.append(
-                LogRow(
-                    at=now,
-                    integration_id=integration.id,
-                    message_ids=tuple(i.message_id for i in request_items),
-                    outcome=summary,
-                    reason="; ".join(reasons)[:1000],
-                    request=masked,
-                    status=response.status or None,
-                    response=mask_text(
-                        excerpt(response.body) if response.status else response.error, secrets
-                    ),
-                    latency_ms=round(response.latency_ms, 2),
-                    attempt=max(i.attempts for i in request_items) + 1,
+                continue
+            into.extend(concluded.settlement)
+            for what, bug in concluded.bugs:
+                self._log_bug(what, bug)
+            for verdict in concluded.verdicts:
+                self._observe(
+                    verdict.items, unit.received, verdict.outcomes, verdict.response, verdict.masked, now, secrets
                 )
-            )
-            self._observe(request_items, unit.received, outcomes, response, masked, now, secrets)
-        return halving
+            self._send_again_in_halves(concluded.halving, now, into)
 
     def _send_again_in_halves(self, halving: list[list[QueuedItem]], now: float, into: Settlement) -> None:
         """Each group of items goes back to the front of the buffer as two halves, formatted afresh,
