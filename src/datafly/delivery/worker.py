@@ -135,15 +135,16 @@ class IntegrationWorker:
             return max(1, self.config.concurrency)
         return max(1, min(self.config.concurrency, 4))
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, burst: bool = False) -> None:
         """Deliver until ``stop`` is set; then release what was leased and not sent, and store every
-        decision taken."""
+        decision taken. ``burst``: deliver what is due now, then return (tests, a drain: no wall
+        clock to poll; retries due later stay queued)."""
         self._feeding, self._closing = True, False
         settler = asyncio.create_task(self._settler())
         lanes = [asyncio.create_task(self._lane(stop)) for _ in range(self.lanes)]
         watcher = asyncio.create_task(self._wake_on(stop))
         try:
-            await self._feed(stop)
+            await (self._drain(stop) if burst else self._feed(stop))
         finally:
             watcher.cancel()
             self._feeding = False
@@ -184,6 +185,22 @@ class IntegrationWorker:
                 self._held += len(items)
                 await self._prepare_in_parts(items)
             del items  # not held while the next lease waits
+
+    async def _drain(self, stop: asyncio.Event) -> None:
+        """The feeder of a burst: lease what is due now until nothing is, and nothing is in flight."""
+        iid = self.integration.id
+        while not stop.is_set():
+            if self._held or self._buffer:  # in flight: settled (or split into halves) soon
+                await asyncio.sleep(0.005)
+                continue
+            due = await self.backend.next_due(iid)
+            if due is None or due > time.time():
+                return
+            items = await self.backend.lease(iid, self.lease_size, time.time(), self.lease_for)
+            if items:
+                self._held += len(items)
+                await self._prepare_in_parts(items)
+            del items
 
     def _has_room(self) -> bool:
         # Lease again when half a lease is left and at most two are out: enough to keep every lane
