@@ -29,6 +29,7 @@ from datafly.destinations.base import (
     VendorResponse,
     mask_text,
 )
+from datafly.outcomes import LogOutcome
 from datafly.store.records import DeadLetter, LogRow, QueuedItem, Retry
 
 __all__ = [
@@ -141,7 +142,7 @@ def decide(
                 into.retries.append(Retry(item.id, now + delay, attempts, outcome.reason))
         else:
             into.dead.append(DeadLetter(item, attempts, outcome.outcome.value, outcome.reason, masked))
-    return seen.pop() if len(seen) == 1 else "partial"
+    return seen.pop() if len(seen) == 1 else LogOutcome.PARTIAL
 
 
 def split_off(items: Sequence[QueuedItem], outcomes: dict[str, ItemOutcome]) -> list[QueuedItem]:

@@ -42,6 +42,7 @@ from datafly.destinations.base import (
     mask_text,
 )
 from datafly.observe import DebugBus, Metrics
+from datafly.outcomes import LogOutcome
 from datafly.processing.timestamps import parse_ts
 from datafly.store.base import Backend
 from datafly.store.records import DeadLetter, LogRow, QueuedItem, Retry
@@ -508,9 +509,9 @@ class IntegrationWorker:
         return alone
 
     def _skip(self, item: QueuedItem, reason: str, into: Settlement) -> None:
-        into.dead.append(DeadLetter(item, item.attempts, "skipped", reason, ""))
+        into.dead.append(DeadLetter(item, item.attempts, LogOutcome.SKIPPED, reason, ""))
         into.log.append(
-            LogRow(time.time(), self.integration.id, (item.message_id,), "skipped", reason, attempt=item.attempts)
+            LogRow(time.time(), self.integration.id, (item.message_id,), LogOutcome.SKIPPED, reason, attempt=item.attempts)
         )
         self._publish("skipped", item.message_id, reason=reason)
 
@@ -597,7 +598,7 @@ class IntegrationWorker:
             if counter is None:
                 counter = self._outcome_counters[name] = self.metrics.outcomes.labels(iid, name)
             counter.inc()
-            if name == "done":
+            if name == LogOutcome.DONE:
                 at = received.get(item.id)
                 if at:
                     self._latency.observe(max(0.0, now - at))

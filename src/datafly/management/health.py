@@ -18,12 +18,13 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from datafly.outcomes import LogOutcome
 from datafly.store.base import Backend
 
 __all__ = ["WINDOW", "health_report", "percentile", "summarise"]
 
 WINDOW = 3600.0
-_FAILED = {"rejected", "auth_failed", "skipped"}
+_FAILED = {LogOutcome.REJECTED, LogOutcome.AUTH_FAILED, LogOutcome.SKIPPED, LogOutcome.UNPROCESSABLE}
 _PAGE = 2000
 _MAX_ROWS = 200_000
 
@@ -52,22 +53,22 @@ def summarise(
             continue
         n = len(row.get("message_ids") or ()) or 1
         outcome = row["outcome"]
-        if outcome == "done":
+        if outcome == LogOutcome.DONE:
             counts["sent"] += n
-        elif outcome == "retry":
+        elif outcome == LogOutcome.RETRY:
             counts["retrying"] += n
         elif outcome in _FAILED:
             counts["failed"] += n
-        elif outcome == "filtered":
+        elif outcome == LogOutcome.FILTERED:
             counts["filtered"] += n
-        elif outcome == "partial":
+        elif outcome == LogOutcome.PARTIAL:
             refused = sum(1 for m in row.get("message_ids") or () if m in dead_ids) or 1
             refused = min(refused, n - 1) if n > 1 else refused
             counts["failed"] += refused
             counts["sent"] += n - refused
         if row.get("latency_ms") is not None and row.get("status"):
             latencies.append(float(row["latency_ms"]))
-        if outcome not in ("done", "filtered") and last_error is None:
+        if outcome not in (LogOutcome.DONE, LogOutcome.FILTERED) and last_error is None:
             last_error = {"at": row["at"], "outcome": outcome, "reason": row.get("reason", "")}
     attempts = counts["sent"] + counts["failed"]
     return {

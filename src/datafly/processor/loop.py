@@ -20,6 +20,7 @@ from datafly.config import ProcessingConfig
 from datafly.errors import InvalidEvent
 from datafly.inbox import encode
 from datafly.observe import DebugBus, Metrics
+from datafly.outcomes import LogOutcome
 from datafly.processing.normalise import (
     MAX_DEPTH,
     RequestInfo,
@@ -240,11 +241,11 @@ class Processor:
             touched[profile.anonymous_id] = profile
             if trimmed:
                 self.metrics.traits_trimmed.inc(len(trimmed))
-                logs.append(LogRow(now, "", (mid,), "trimmed", "identify traits over the bound, dropped: " + ", ".join(trimmed)))
+                logs.append(LogRow(now, "", (mid,), LogOutcome.TRIMMED, "identify traits over the bound, dropped: " + ", ".join(trimmed)))
             for routed in result.routed:
                 deliveries.append(NewDelivery(routed.integration_id, mid, routed.mapping, routed.first_in_session, body))
             for filtered in result.filtered:
-                logs.append(LogRow(now, filtered.integration_id, (mid,), "filtered", filtered.reason))
+                logs.append(LogRow(now, filtered.integration_id, (mid,), LogOutcome.FILTERED, filtered.reason))
             if self.bus.active:
                 published.append((result.event, result.routed, result.filtered))
         for aside in work.unprocessable:
@@ -260,7 +261,7 @@ class Processor:
         for delivery in deliveries:
             self.metrics.routed.labels(delivery.integration_id).inc()
         for row in logs:
-            if row.outcome == "filtered":
+            if row.outcome == LogOutcome.FILTERED:
                 self.metrics.filtered.labels(row.integration_id).inc()
         if work.unprocessable:
             self.metrics.unprocessable.inc(len(work.unprocessable))

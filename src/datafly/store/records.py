@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from datafly.inbox import InboxRecord, InvalidRecord, decode
+from datafly.outcomes import LogOutcome
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ def inbound_record(token: int, raw: bytes) -> InboundEvent:
         return InboundEvent(token, raw, None, str(exc))
 
 
-UNPROCESSABLE = "unprocessable"
+UNPROCESSABLE = LogOutcome.UNPROCESSABLE
 """The outcome of a dead letter the processor set aside (its ``integration_id`` is empty)."""
 
 
@@ -93,7 +94,7 @@ class LogRow:
     at: float
     integration_id: str
     message_ids: tuple[str, ...]
-    outcome: str  # done | retry | rejected | auth_failed | dead | skipped | filtered
+    outcome: str  # a LogOutcome (datafly.outcomes)
     reason: str = ""
     request: str = ""  # JSON of the masked request
     status: int | None = None

@@ -22,6 +22,7 @@ from datafly.management.debugger import all_secrets
 from datafly.management.health import health_report
 from datafly.management.redact import redact
 from datafly.management.routes.sources import base_url
+from datafly.outcomes import VIEW
 
 __all__ = ["UI_DIR", "routes", "safe_next"]
 
@@ -66,6 +67,7 @@ def _json_data(value: Any) -> Markup:
     return Markup(text)  # escaped above
 
 
+_env.globals["outcome_view"] = {str(k): v for k, v in VIEW.items()}
 _env.filters["ago"] = _ago
 _env.filters["ms"] = _ms
 _env.filters["until"] = _until

@@ -67,12 +67,10 @@ function showErrors(box, err) {
 
 const pretty = (v) => JSON.stringify(v, null, 2);
 const clock = (at) => new Date(at * 1000).toLocaleTimeString();
-const OUTCOME = {
-  done: ["delivered", "ok"], granted: ["granted", "ok"], retry: ["retrying", "warn"], partial: ["partial", "warn"],
-  rejected: ["rejected", "bad"], auth_failed: ["auth failed", "bad"], filtered: ["filtered", "muted"],
-  skipped: ["skipped", "muted"], duplicate: ["duplicate", "muted"], request: ["request", "ok"],
-  not_mapped: ["not mapped", "muted"], invalid: ["invalid", "bad"], received: ["received", "muted"],
-};
+// label and tone of every outcome: datafly/outcomes.py, given to every page as JSON
+const OUTCOME = (() => {
+  try { return JSON.parse(document.getElementById("outcome-view").textContent); } catch (e) { return {}; }
+})();
 function badge(outcome) {
   const [label, tone] = OUTCOME[outcome] || [outcome, "muted"];
   return el("span", { class: "badge " + tone, "data-outcome": outcome }, label);
