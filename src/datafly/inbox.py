@@ -11,7 +11,7 @@ gateway, the processor and both backends can use it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 
@@ -27,9 +27,9 @@ class InvalidRecord(ValueError):
     """Stored bytes that are not an inbox record (an older version's, or damaged)."""
 
 
-@dataclass(frozen=True, slots=True)
-class RequestMeta:
-    """What the gateway knew of the request besides its body."""
+class RequestMeta(NamedTuple):
+    """What the gateway knew of the request besides its body. (A named tuple: made on every
+    request, where a frozen dataclass cost a microsecond more.)"""
 
     source_id: str
     ip: str  # the client's address (through trusted proxies)
@@ -74,9 +74,7 @@ class RequestMeta:
             raise InvalidRecord(f"the record's meta is incomplete: {exc}") from exc
 
     def with_shape(self, shape: Shape) -> RequestMeta:
-        return RequestMeta(
-            self.source_id, self.ip, self.user_agent, self.visitor_id, self.received_at, self.forced_type, shape
-        )
+        return self._replace(shape=shape)
 
 
 @dataclass(frozen=True, slots=True)
